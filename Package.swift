@@ -1,0 +1,29 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "FuseKit",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "FuseKit", targets: ["FuseKit"]),
+        .executable(name: "fusekit", targets: ["FuseKitCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries (Debian: libopenblas-dev, libpng-dev, libjpeg62-turbo-dev).
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+
+        // Core, layered: tensor -> nn -> image/metrics -> framework -> CLI.
+        .target(name: "FuseKitTensor", dependencies: ["CBLAS"]),
+        .target(name: "FuseKit", dependencies: ["FuseKitTensor"]),
+        .executableTarget(
+            name: "FuseKitCLI",
+            dependencies: ["FuseKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        .testTarget(name: "FuseKitTensorTests", dependencies: ["FuseKitTensor"]),
+    ]
+)

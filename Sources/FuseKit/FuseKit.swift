@@ -1,0 +1,7 @@
+@_exported import FuseKitTensor
+
+/// The FuseKit release.
+public enum FuseKitVersion {
+    /// Semantic version of this build.
+    public static let string = "0.1.0"
+}

@@ -1,0 +1,16 @@
+import ArgumentParser
+import FuseKit
+
+@main
+struct FuseKitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fusekit",
+        abstract: "Task-driven infrared-visible image fusion (TDFusion) on the CPU.",
+        version: FuseKitVersion.string,
+        subcommands: [VersionCommand.self])
+}
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the FuseKit version.")
+    func run() { print("fusekit \(FuseKitVersion.string)") }
+}

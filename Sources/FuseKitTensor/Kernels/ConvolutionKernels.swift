@@ -1,0 +1,322 @@
+/// The sizes of a 2-D convolution (cross-correlation, as PyTorch's `conv2d`).
+public struct ConvGeometry: Sendable, Equatable, CustomStringConvertible {
+    public var batch, inChannels, outChannels, inHeight, inWidth: Int
+    public var kernelHeight, kernelWidth: Int
+    public var strideY, strideX, padY, padX, dilationY, dilationX, groups: Int
+
+    public var outHeight: Int { (inHeight + 2 * padY - dilationY * (kernelHeight - 1) - 1) / strideY + 1 }
+    public var outWidth: Int { (inWidth + 2 * padX - dilationX * (kernelWidth - 1) - 1) / strideX + 1 }
+    public var inPerGroup: Int { inChannels / groups }
+    public var outPerGroup: Int { outChannels / groups }
+    public var inputShape: [Int] { [batch, inChannels, inHeight, inWidth] }
+    public var outputShape: [Int] { [batch, outChannels, outHeight, outWidth] }
+    public var weightShape: [Int] { [outChannels, inPerGroup, kernelHeight, kernelWidth] }
+
+    /// A 1x1, stride-1, unpadded convolution: a plain matrix product per image.
+    public var isPointwise: Bool {
+        kernelHeight == 1 && kernelWidth == 1 && strideY == 1 && strideX == 1 && padY == 0 && padX == 0
+    }
+
+    /// A depthwise 3x3, stride-1, "same" convolution, which has a direct kernel.
+    public var isDepthwise3x3: Bool {
+        groups == inChannels && groups == outChannels && kernelHeight == 3 && kernelWidth == 3
+            && strideY == 1 && strideX == 1 && padY == 1 && padX == 1 && dilationY == 1 && dilationX == 1
+    }
+
+    public var description: String {
+        "conv(in \(Shape.describe(inputShape)), weight \(Shape.describe(weightShape)), stride (\(strideY), \(strideX)), padding (\(padY), \(padX)), dilation (\(dilationY), \(dilationX)), groups \(groups))"
+    }
+
+    /// FLOPs of the forward pass (multiply-adds counted as two).
+    public var flops: Double {
+        2 * Double(batch * outChannels * outHeight * outWidth) * Double(inPerGroup * kernelHeight * kernelWidth)
+    }
+}
+
+/// Convolution kernels: im2col + sgemm in general, plain GEMMs for 1x1, direct loops for
+/// depthwise 3x3. The three functions are the forward pass and its two adjoints.
+public enum ConvKernels {
+    /// Floats of im2col buffer per chunk (bounds memory on large images).
+    static let columnBudget = 1 << 21
+
+    /// Output rows per im2col chunk.
+    static func rowsPerChunk(_ g: ConvGeometry) -> Int {
+        let perRow = g.inPerGroup * g.kernelHeight * g.kernelWidth * g.outWidth
+        return max(1, min(g.outHeight, columnBudget / max(perRow, 1)))
+    }
+
+    /// Fills col[(c, ky, kx), (oy - rowStart) * outW + ox] for output rows rowStart..<rowEnd.
+    static func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rowStart: Int, rowEnd: Int, _ col: UnsafeMutablePointer<Float>) {
+        let kk = g.kernelHeight * g.kernelWidth
+        let rows = rowEnd - rowStart, ow = g.outWidth
+        let n = rows * ow
+        let px = SendablePointer(UnsafeMutablePointer(mutating: x))
+        let pc = SendablePointer(col)
+        Parallel.forEach(g.inPerGroup * kk, itemCost: n) { r in
+            let c = r / kk, ky = (r % kk) / g.kernelWidth, kx = r % g.kernelWidth
+            let plane = px.base + c * g.inHeight * g.inWidth
+            let dst = pc.base + r * n
+            for oyRel in 0..<rows {
+                let iy = (rowStart + oyRel) * g.strideY - g.padY + ky * g.dilationY
+                let out = dst + oyRel * ow
+                if iy < 0 || iy >= g.inHeight {
+                    out.initialize(repeating: 0, count: ow)
+                    continue
+                }
+                let src = plane + iy * g.inWidth
+                let x0 = kx * g.dilationX - g.padX
+                if g.strideX == 1 {
+                    // Valid ox: 0 <= ox + x0 < inWidth.
+                    let lo = max(0, -x0), hi = min(ow, g.inWidth - x0)
+                    if lo > 0 { out.initialize(repeating: 0, count: min(lo, ow)) }
+                    if hi > lo { (out + lo).update(from: src + lo + x0, count: hi - lo) }
+                    if hi < ow { (out + max(hi, lo)).initialize(repeating: 0, count: ow - max(hi, lo)) }
+                } else {
+                    for ox in 0..<ow {
+                        let ix = ox * g.strideX + x0
+                        out[ox] = (ix >= 0 && ix < g.inWidth) ? src[ix] : 0
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds col back into dx (the adjoint of im2col), for output rows rowStart..<rowEnd.
+    static func col2im(_ col: UnsafePointer<Float>, _ g: ConvGeometry, rowStart: Int, rowEnd: Int, _ dx: UnsafeMutablePointer<Float>) {
+        let kk = g.kernelHeight * g.kernelWidth
+        let rows = rowEnd - rowStart, ow = g.outWidth
+        let n = rows * ow
+        let pc = SendablePointer(UnsafeMutablePointer(mutating: col))
+        let pd = SendablePointer(dx)
+        // One channel per work item, so no two workers touch the same plane.
+        Parallel.forEach(g.inPerGroup, itemCost: n * kk) { c in
+            let plane = pd.base + c * g.inHeight * g.inWidth
+            for k in 0..<kk {
+                let ky = k / g.kernelWidth, kx = k % g.kernelWidth
+                let src = pc.base + (c * kk + k) * n
+                for oyRel in 0..<rows {
+                    let iy = (rowStart + oyRel) * g.strideY - g.padY + ky * g.dilationY
+                    if iy < 0 || iy >= g.inHeight { continue }
+                    let dst = plane + iy * g.inWidth
+                    let row = src + oyRel * ow
+                    let x0 = kx * g.dilationX - g.padX
+                    if g.strideX == 1 {
+                        let lo = max(0, -x0), hi = min(ow, g.inWidth - x0)
+                        var ox = lo
+                        while ox < hi { dst[ox + x0] += row[ox]; ox += 1 }
+                    } else {
+                        for ox in 0..<ow {
+                            let ix = ox * g.strideX + x0
+                            if ix >= 0 && ix < g.inWidth { dst[ix] += row[ox] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// y = conv(x, w).
+    public static func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
+        if g.isDepthwise3x3 {
+            Depthwise3x3.forward(x, w, g, y, flipped: false)
+            return
+        }
+        let inPlane = g.inHeight * g.inWidth, outPlane = g.outHeight * g.outWidth
+        let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
+        let chunk = rowsPerChunk(g)
+        let col = g.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: kdim * chunk * g.outWidth)
+        defer { col?.deallocate() }
+        for b in 0..<g.batch {
+            for grp in 0..<g.groups {
+                let xg = x + (b * g.inChannels + grp * g.inPerGroup) * inPlane
+                let yg = y + (b * g.outChannels + grp * g.outPerGroup) * outPlane
+                let wg = w + grp * g.outPerGroup * kdim
+                if let col {
+                    var r0 = 0
+                    while r0 < g.outHeight {
+                        let r1 = min(g.outHeight, r0 + chunk)
+                        im2col(xg, g, rowStart: r0, rowEnd: r1, col)
+                        let n = (r1 - r0) * g.outWidth
+                        Gemm.sgemm(transposeA: false, transposeB: false, m: g.outPerGroup, n: n, k: kdim,
+                                   a: wg, lda: kdim, b: col, ldb: n, c: yg + r0 * g.outWidth, ldc: outPlane)
+                        r0 = r1
+                    }
+                } else {
+                    Gemm.sgemm(transposeA: false, transposeB: false, m: g.outPerGroup, n: outPlane, k: kdim,
+                               a: wg, lda: kdim, b: xg, ldb: outPlane, c: yg, ldc: outPlane)
+                }
+            }
+        }
+    }
+
+    /// dx = conv's adjoint in x applied to dy (a transposed convolution).
+    public static func backwardInput(_ dy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry, _ dx: UnsafeMutablePointer<Float>) {
+        if g.isDepthwise3x3 {
+            Depthwise3x3.forward(dy, w, g, dx, flipped: true)
+            return
+        }
+        let inPlane = g.inHeight * g.inWidth, outPlane = g.outHeight * g.outWidth
+        let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
+        if g.isPointwise {
+            for b in 0..<g.batch {
+                for grp in 0..<g.groups {
+                    Gemm.sgemm(transposeA: true, transposeB: false, m: g.inPerGroup, n: outPlane, k: g.outPerGroup,
+                               a: w + grp * g.outPerGroup * kdim, lda: kdim,
+                               b: dy + (b * g.outChannels + grp * g.outPerGroup) * outPlane, ldb: outPlane,
+                               c: dx + (b * g.inChannels + grp * g.inPerGroup) * inPlane, ldc: inPlane)
+                }
+            }
+            return
+        }
+        Kernels.fill(dx, count: g.batch * g.inChannels * inPlane, value: 0)
+        let chunk = rowsPerChunk(g)
+        let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * chunk * g.outWidth)
+        defer { col.deallocate() }
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: g.outPerGroup * chunk * g.outWidth)
+        defer { scratch.deallocate() }
+        for b in 0..<g.batch {
+            for grp in 0..<g.groups {
+                let dyg = dy + (b * g.outChannels + grp * g.outPerGroup) * outPlane
+                let dxg = dx + (b * g.inChannels + grp * g.inPerGroup) * inPlane
+                let wg = w + grp * g.outPerGroup * kdim
+                var r0 = 0
+                while r0 < g.outHeight {
+                    let r1 = min(g.outHeight, r0 + chunk)
+                    let n = (r1 - r0) * g.outWidth
+                    // col = Wᵀ · dy[:, rows]; dy's row block has stride outPlane per channel.
+                    Gemm.sgemm(transposeA: true, transposeB: false, m: kdim, n: n, k: g.outPerGroup,
+                               a: wg, lda: kdim, b: dyg + r0 * g.outWidth, ldb: outPlane, c: col, ldc: n)
+                    col2im(col, g, rowStart: r0, rowEnd: r1, dxg)
+                    r0 = r1
+                }
+            }
+        }
+    }
+
+    /// dw = conv's adjoint in w: the correlation of x with dy, summed over the batch.
+    public static func backwardWeight(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ g: ConvGeometry, _ dw: UnsafeMutablePointer<Float>) {
+        if g.isDepthwise3x3 {
+            Depthwise3x3.weightGradient(x, dy, g, dw)
+            return
+        }
+        let inPlane = g.inHeight * g.inWidth, outPlane = g.outHeight * g.outWidth
+        let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
+        let chunk = rowsPerChunk(g)
+        let col = g.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: kdim * chunk * g.outWidth)
+        defer { col?.deallocate() }
+        for b in 0..<g.batch {
+            for grp in 0..<g.groups {
+                let xg = x + (b * g.inChannels + grp * g.inPerGroup) * inPlane
+                let dyg = dy + (b * g.outChannels + grp * g.outPerGroup) * outPlane
+                let dwg = dw + grp * g.outPerGroup * kdim
+                let firstPass = b == 0
+                if let col {
+                    var r0 = 0
+                    while r0 < g.outHeight {
+                        let r1 = min(g.outHeight, r0 + chunk)
+                        let n = (r1 - r0) * g.outWidth
+                        im2col(xg, g, rowStart: r0, rowEnd: r1, col)
+                        Gemm.sgemm(transposeA: false, transposeB: true, m: g.outPerGroup, n: kdim, k: n,
+                                   a: dyg + r0 * g.outWidth, lda: outPlane, b: col, ldb: n,
+                                   beta: (firstPass && r0 == 0) ? 0 : 1, c: dwg, ldc: kdim)
+                        r0 = r1
+                    }
+                } else {
+                    Gemm.sgemm(transposeA: false, transposeB: true, m: g.outPerGroup, n: kdim, k: outPlane,
+                               a: dyg, lda: outPlane, b: xg, ldb: outPlane,
+                               beta: firstPass ? 0 : 1, c: dwg, ldc: kdim)
+                }
+            }
+        }
+        if g.batch == 0 { Kernels.fill(dw, count: g.outChannels * kdim, value: 0) }
+    }
+}
+
+/// Direct depthwise 3x3 convolution, stride 1, padding 1, vectorised along rows.
+enum Depthwise3x3 {
+    /// y = depthwise conv of x with w; with `flipped`, the kernel is rotated 180 degrees (the
+    /// adjoint in x of the unflipped convolution).
+    static func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>, flipped: Bool) {
+        let h = g.inHeight, wd = g.inWidth
+        let planes = g.batch * g.inChannels
+        let px = SendablePointer(UnsafeMutablePointer(mutating: x))
+        let pw = SendablePointer(UnsafeMutablePointer(mutating: w))
+        let py = SendablePointer(y)
+        Parallel.forEach(planes, itemCost: h * wd * 9) { p in
+            let c = p % g.inChannels
+            var k = [Float](repeating: 0, count: 9)
+            for i in 0..<9 { k[i] = pw.base[c * 9 + (flipped ? 8 - i : i)] }
+            let src = px.base + p * h * wd
+            let dst = py.base + p * h * wd
+            k.withUnsafeBufferPointer { kb in
+                row3x3(src, dst, h, wd, kb.baseAddress!)
+            }
+        }
+    }
+
+    @inline(__always)
+    static func row3x3(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ h: Int, _ w: Int, _ k: UnsafePointer<Float>) {
+        for i in 0..<h {
+            let out = dst + i * w
+            out.initialize(repeating: 0, count: w)
+            for ky in 0..<3 {
+                let iy = i + ky - 1
+                if iy < 0 || iy >= h { continue }
+                let row = src + iy * w
+                let k0 = k[ky * 3], k1 = k[ky * 3 + 1], k2 = k[ky * 3 + 2]
+                let v0 = SIMD8<Float>(repeating: k0), v1 = SIMD8<Float>(repeating: k1), v2 = SIMD8<Float>(repeating: k2)
+                // Left border.
+                out[0] += k1 * row[0] + (w > 1 ? k2 * row[1] : 0)
+                if w == 1 { continue }
+                // Interior j in 1..<w-1 reads row[j-1], row[j], row[j+1].
+                var j = 1
+                while j + 8 <= w - 1 {
+                    let a = Kernels.load(row + j - 1), b = Kernels.load(row + j), c = Kernels.load(row + j + 1)
+                    Kernels.store(Kernels.load(out + j) + v0 * a + v1 * b + v2 * c, out + j)
+                    j += 8
+                }
+                while j < w - 1 {
+                    out[j] += k0 * row[j - 1] + k1 * row[j] + k2 * row[j + 1]
+                    j += 1
+                }
+                // Right border.
+                out[w - 1] += k0 * row[w - 2] + k1 * row[w - 1]
+            }
+        }
+    }
+
+    /// dw[c, ky, kx] = sum over batch and pixels of dy[b, c, i, j] * x[b, c, i + ky - 1, j + kx - 1].
+    static func weightGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ g: ConvGeometry, _ dw: UnsafeMutablePointer<Float>) {
+        let h = g.inHeight, w = g.inWidth
+        let px = SendablePointer(UnsafeMutablePointer(mutating: x))
+        let pg = SendablePointer(UnsafeMutablePointer(mutating: dy))
+        let pw = SendablePointer(dw)
+        Parallel.forEach(g.inChannels, itemCost: g.batch * h * w * 9) { c in
+            var acc = [Double](repeating: 0, count: 9)
+            for b in 0..<g.batch {
+                let plane = (b * g.inChannels + c) * h * w
+                let xs = px.base + plane, gs = pg.base + plane
+                for ky in 0..<3 {
+                    for kx in 0..<3 {
+                        let dy0 = ky - 1, dx0 = kx - 1
+                        let i0 = max(0, -dy0), i1 = min(h, h - dy0)
+                        let j0 = max(0, -dx0), j1 = min(w, w - dx0)
+                        var sum = SIMD8<Float>(repeating: 0)
+                        var tail: Float = 0
+                        for i in i0..<i1 {
+                            let grow = gs + i * w, xrow = xs + (i + dy0) * w + dx0
+                            var j = j0
+                            while j + 8 <= j1 {
+                                sum += Kernels.load(grow + j) * Kernels.load(xrow + j)
+                                j += 8
+                            }
+                            while j < j1 { tail += grow[j] * xrow[j]; j += 1 }
+                        }
+                        acc[ky * 3 + kx] += Double(sum.sum()) + Double(tail)
+                    }
+                }
+            }
+            for i in 0..<9 { pw.base[c * 9 + i] = Float(acc[i]) }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+/// Checks a function's reverse-mode (VJP) and forward-mode (JVP) derivatives against central
+/// finite differences, like `torch.autograd.gradcheck`, and their mutual consistency through the
+/// dot-product identity ⟨u, J v⟩ = ⟨Jᵀ u, v⟩. Plugins use it on their layers.
+///
+/// ```swift
+/// let report = GradientCheck.check("gelu", inputs: [x]) { $0[0].gelu() }
+/// #expect(report.passed, "\(report)")
+/// ```
+///
+/// The function is evaluated in Float32, so finite differences are accurate to about 1e-4 of the
+/// output's scale; choose inputs away from kinks (ReLU at 0, ties in max) and smooth scales.
+public enum GradientCheck {
+    /// Tolerances and sampling.
+    public struct Options: Sendable {
+        /// Finite-difference step along a unit-RMS random direction.
+        public var epsilon: Float = 3e-3
+        /// Largest accepted relative error between analytic and finite-difference derivatives.
+        public var relativeTolerance: Double = 1e-2
+        /// Errors below this absolute value always pass (for derivatives near zero).
+        public var absoluteTolerance: Double = 1e-5
+        /// Largest accepted relative error of the dot-product identity (both sides analytic).
+        public var identityTolerance: Double = 1e-4
+        /// Random (direction, cotangent) pairs tried.
+        public var trials: Int = 2
+        /// Seed of the random directions.
+        public var seed: UInt64 = 0x5EED
+        /// Which inputs to differentiate (all when nil); the others are held constant.
+        public var differentiableInputs: Set<Int>? = nil
+
+        public init() {}
+    }
+
+    /// The worst errors found.
+    public struct Report: Sendable, CustomStringConvertible {
+        /// What was checked.
+        public var name: String
+        /// Worst relative error of ⟨Jᵀu, v⟩ against finite differences.
+        public var vjpError: Double = 0
+        /// Worst relative error of J v against finite differences (elementwise, relative to max |J v|).
+        public var jvpError: Double = 0
+        /// Worst relative error of the dot-product identity.
+        public var identityError: Double = 0
+        /// Whether every error is within tolerance.
+        public var passed: Bool = true
+        /// The failed comparisons, for the message.
+        public var failures: [String] = []
+
+        public var description: String {
+            let status = passed ? "ok" : "FAILED"
+            var s = "\(name): \(status) (vjp \(format(vjpError)), jvp \(format(jvpError)), identity \(format(identityError)))"
+            for f in failures { s += "\n  " + f }
+            return s
+        }
+
+        /// The worst of the three errors.
+        public var worstError: Double { Swift.max(vjpError, jvpError, identityError) }
+    }
+
+    static func format(_ x: Double) -> String {
+        if x == 0 { return "0" }
+        var e = 0
+        var m = x
+        while m < 1 { m *= 10; e -= 1 }
+        while m >= 10 { m /= 10; e += 1 }
+        return "\(Double(Int(m * 100)) / 100)e\(e)"
+    }
+
+    static func dot(_ a: Tensor, _ b: Tensor) -> Double {
+        var s = 0.0
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                for i in 0..<pa.count { s += Double(pa[i]) * Double(pb[i]) }
+            }
+        }
+        return s
+    }
+
+    static func relative(_ a: Double, _ b: Double, _ absTol: Double) -> Double {
+        let diff = Swift.abs(a - b)
+        if diff <= absTol { return 0 }
+        return diff / Swift.max(Swift.abs(a), Swift.abs(b), 1e-30)
+    }
+
+    static func randomLike(_ t: Tensor, _ rng: inout RandomGenerator) -> Tensor {
+        Tensor.normal(t.shape, using: &rng)
+    }
+
+    /// Checks the first derivatives of `f` at `inputs`.
+    public static func check(_ name: String, inputs: [Tensor], options: Options = Options(),
+                             _ f: ([Tensor]) -> Tensor) -> Report {
+        var report = Report(name: name)
+        var rng = RandomGenerator(seed: options.seed)
+        let active = (0..<inputs.count).filter { options.differentiableInputs?.contains($0) ?? true }
+        let base = inputs.map { $0.detached() }
+        let y0 = withoutGradient { f(base) }
+
+        for trial in 0..<options.trials {
+            let u = randomLike(y0, &rng)
+            var directions = base.map { Tensor.zeros($0.shape) }
+            for i in active { directions[i] = randomLike(base[i], &rng) }
+
+            // Reverse mode: Jᵀu, projected on v.
+            let leaves = base.enumerated().map { active.contains($0.offset) ? $0.element.requiringGradient() : $0.element }
+            let y = f(leaves)
+            let grads = gradients(of: y, wrt: active.map { leaves[$0] }, seed: u)
+            var vjpDirectional = 0.0
+            for (k, i) in active.enumerated() { vjpDirectional += dot(grads[k], directions[i]) }
+
+            // Forward mode: J v.
+            let (_, jv) = withoutGradient {
+                jvp(at: base, tangents: directions) { xs in f(xs) }
+            }
+            let jvpDirectional = dot(u, jv)
+
+            // Central differences.
+            let eps = options.epsilon
+            let plus = withoutGradient { f(zip(base, directions).map { $0 + $1 * eps }) }
+            let minus = withoutGradient { f(zip(base, directions).map { $0 - $1 * eps }) }
+            let fdVector = withoutGradient { (plus - minus) * (1 / (2 * eps)) }
+            let fdDirectional = (dot(u, plus) - dot(u, minus)) / (2 * Double(eps))
+
+            let vjpErr = relative(vjpDirectional, fdDirectional, options.absoluteTolerance)
+            report.vjpError = Swift.max(report.vjpError, vjpErr)
+            if vjpErr > options.relativeTolerance {
+                report.failures.append("trial \(trial): ⟨Jᵀu, v⟩ = \(vjpDirectional), finite differences \(fdDirectional)")
+            }
+
+            // Elementwise JVP against the finite-difference vector.
+            var maxDiff = 0.0, scale = 0.0
+            jv.withUnsafeBufferPointer { a in
+                fdVector.withUnsafeBufferPointer { b in
+                    for i in 0..<a.count {
+                        maxDiff = Swift.max(maxDiff, Swift.abs(Double(a[i]) - Double(b[i])))
+                        scale = Swift.max(scale, Swift.abs(Double(a[i])), Swift.abs(Double(b[i])))
+                    }
+                }
+            }
+            let jvpErr = maxDiff <= options.absoluteTolerance ? 0 : maxDiff / Swift.max(scale, 1e-30)
+            report.jvpError = Swift.max(report.jvpError, jvpErr)
+            if jvpErr > options.relativeTolerance {
+                report.failures.append("trial \(trial): J v differs from finite differences by \(maxDiff) (scale \(scale))")
+            }
+
+            let idErr = relative(vjpDirectional, jvpDirectional, options.absoluteTolerance * 1e-2)
+            report.identityError = Swift.max(report.identityError, idErr)
+            if idErr > options.identityTolerance {
+                report.failures.append("trial \(trial): ⟨u, J v⟩ = \(jvpDirectional) but ⟨Jᵀu, v⟩ = \(vjpDirectional)")
+            }
+        }
+        report.passed = report.failures.isEmpty
+        return report
+    }
+
+    /// Checks a function of named tensors (e.g. a layer's parameters plus its input).
+    public static func check(_ name: String, parameters: [String: Tensor], options: Options = Options(),
+                             _ f: ([String: Tensor]) -> Tensor) -> Report {
+        let keys = parameters.keys.sorted()
+        return check(name, inputs: keys.map { parameters[$0]! }, options: options) { xs in
+            f(Dictionary(uniqueKeysWithValues: zip(keys, xs)))
+        }
+    }
+
+    /// Checks second derivatives of a scalar function: the Hessian-vector product by reverse over
+    /// reverse, and the gradient of a JVP (reverse over forward), against finite differences of
+    /// the first derivatives.
+    public static func checkSecondOrder(_ name: String, inputs: [Tensor], options: Options = Options(),
+                                        _ f: ([Tensor]) -> Tensor) -> Report {
+        var report = Report(name: name)
+        var rng = RandomGenerator(seed: options.seed)
+        let base = inputs.map { $0.detached() }
+        let eps = options.epsilon
+
+        func gradientAt(_ xs: [Tensor]) -> [Tensor] {
+            valueWithGradient(at: xs) { f($0) }.gradients
+        }
+        func jvpValue(_ xs: [Tensor], _ v: [Tensor]) -> Double {
+            withoutGradient { jvp(at: xs, tangents: v) { f($0) }.tangent.item }.double
+        }
+
+        for trial in 0..<options.trials {
+            let v = base.map { randomLike($0, &rng) }
+            let w = base.map { randomLike($0, &rng) }
+
+            // Reverse over reverse: ∇ₓ ⟨∇f(x), v⟩, projected on w, against differences of ∇f along w.
+            let (_, hv) = valueWithGradient(at: base) { xs in
+                let g = gradients(of: f(xs), wrt: xs, createGraph: true)
+                return zip(g, v).map { ($0 * $1).sum() }.reduce(Tensor(0), +)
+            }
+            let hvw = zip(hv, w).reduce(0.0) { $0 + dot($1.0, $1.1) }
+            let gPlus = gradientAt(zip(base, w).map { $0 + $1 * eps })
+            let gMinus = gradientAt(zip(base, w).map { $0 - $1 * eps })
+            var fd = 0.0
+            for i in base.indices { fd += (dot(gPlus[i], v[i]) - dot(gMinus[i], v[i])) / (2 * Double(eps)) }
+            let hvpErr = relative(hvw, fd, options.absoluteTolerance)
+            report.vjpError = Swift.max(report.vjpError, hvpErr)
+            if hvpErr > options.relativeTolerance {
+                report.failures.append("trial \(trial): Hessian-vector product \(hvw), finite differences of the gradient \(fd)")
+            }
+
+            // Reverse over forward: ∇ₓ ⟨J(x) v⟩ projected on w, against differences of the JVP.
+            let (_, gj) = valueWithGradient(at: base) { xs in
+                jvp(at: xs, tangents: v) { f($0) }.tangent
+            }
+            let gjw = zip(gj, w).reduce(0.0) { $0 + dot($1.0, $1.1) }
+            let fd2 = (jvpValue(zip(base, w).map { $0 + $1 * eps }, v) - jvpValue(zip(base, w).map { $0 - $1 * eps }, v)) / (2 * Double(eps))
+            let rofErr = relative(gjw, fd2, options.absoluteTolerance)
+            report.jvpError = Swift.max(report.jvpError, rofErr)
+            if rofErr > options.relativeTolerance {
+                report.failures.append("trial \(trial): gradient of the JVP \(gjw), finite differences \(fd2)")
+            }
+
+            // Symmetry of the Hessian through both routes: ⟨w, H v⟩ from reverse-over-reverse equals
+            // the derivative of ⟨∇f, v⟩ along w, which reverse over forward gives as ⟨∇(J w), v⟩.
+            let (_, gjv) = valueWithGradient(at: base) { xs in jvp(at: xs, tangents: w) { f($0) }.tangent }
+            let sym = zip(gjv, v).reduce(0.0) { $0 + dot($1.0, $1.1) }
+            let symErr = relative(hvw, sym, options.absoluteTolerance * 1e-2)
+            report.identityError = Swift.max(report.identityError, symErr)
+            if symErr > options.identityTolerance * 10 {
+                report.failures.append("trial \(trial): ⟨w, H v⟩ = \(hvw) by reverse over reverse, \(sym) by reverse over forward")
+            }
+        }
+        report.passed = report.failures.isEmpty
+        return report
+    }
+}
+
+extension Float {
+    var double: Double { Double(self) }
+}
