@@ -79,6 +79,8 @@ public struct Tensor: Sendable {
         set {
             let i = flatIndex(indices)
             makeUnique()
+            node = nil
+            tangentBox = nil
             storage.pointer[i] = newValue
         }
     }
