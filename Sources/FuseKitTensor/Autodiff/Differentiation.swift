@@ -60,10 +60,12 @@ public func gradients(of output: Tensor, wrt inputs: [Tensor], seed: Tensor? = n
 /// connected to any outer differentiation under way (for gradients of gradients).
 public func valueWithGradient(at inputs: [Tensor], createGraph: Bool = false,
                               _ f: ([Tensor]) throws -> Tensor) rethrows -> (value: Tensor, gradients: [Tensor]) {
+    // Recording is switched on for f even inside `withoutGradient` (like `torch.enable_grad`),
+    // so a gradient taken inside a function evaluated without gradients is still a gradient.
     let leaves = inputs.map { $0.requiringGradient() }
-    let value = try f(leaves)
+    let value = try withGradient { try f(leaves) }
     require(value.count == 1, "valueWithGradient: the function must return one value, got shape \(Shape.describe(value.shape))")
-    let grads = gradients(of: value, wrt: leaves, createGraph: createGraph)
+    let grads = withGradient { gradients(of: value, wrt: leaves, createGraph: createGraph) }
     return (createGraph ? value : value.detached(), grads)
 }
 
@@ -89,13 +91,13 @@ public func gradient(at parameters: [String: Tensor], createGraph: Bool = false,
 public func vjp(at inputs: [Tensor], createGraph: Bool = false,
                 _ f: ([Tensor]) throws -> [Tensor]) rethrows -> (values: [Tensor], pullback: ([Tensor]) -> [Tensor]) {
     let leaves = inputs.map { $0.requiringGradient() }
-    let outputs = try f(leaves)
+    let outputs = try withGradient { try f(leaves) }
     let pullback: ([Tensor]) -> [Tensor] = { cotangents in
         require(cotangents.count == outputs.count, "vjp: \(cotangents.count) cotangents for \(outputs.count) outputs")
         for (c, y) in zip(cotangents, outputs) {
             require(c.shape == y.shape, "vjp: cotangent of shape \(Shape.describe(c.shape)) for an output of shape \(Shape.describe(y.shape))")
         }
-        return gradients(of: outputs, wrt: leaves, seeds: cotangents, createGraph: createGraph)
+        return withGradient { gradients(of: outputs, wrt: leaves, seeds: cotangents, createGraph: createGraph) }
     }
     return (createGraph ? outputs : outputs.map { $0.detached() }, pullback)
 }

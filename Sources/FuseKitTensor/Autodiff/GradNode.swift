@@ -63,6 +63,13 @@ public func withoutGradient<R>(_ body: () throws -> R) rethrows -> R {
     try Autodiff.$isRecording.withValue(false) { try body() }
 }
 
+/// Runs `body` with gradient recording switched on, even inside ``withoutGradient(_:)``
+/// (like `torch.enable_grad()`).
+@inlinable
+public func withGradient<R>(_ body: () throws -> R) rethrows -> R {
+    try Autodiff.$isRecording.withValue(true) { try body() }
+}
+
 extension Tensor {
     /// Whether this tensor is part of a reverse-mode graph (it requires or carries a gradient).
     public var isTracked: Bool { node != nil }

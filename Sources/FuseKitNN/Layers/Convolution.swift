@@ -1,0 +1,123 @@
+import FuseKitTensor
+
+/// 2-D convolution, PyTorch's `nn.Conv2d` (parameters `weight` [out, in/groups, kH, kW] and
+/// optional `bias` [out], kaiming-uniform initialised).
+public struct Conv2d: UnaryModule {
+    public let inChannels: Int
+    public let outChannels: Int
+    public let kernelSize: (Int, Int)
+    public let stride: (Int, Int)
+    public let padding: (Int, Int)
+    public let dilation: (Int, Int)
+    public let groups: Int
+    public let hasBias: Bool
+
+    /// A convolution with a square kernel; `padding` defaults to "same" for odd kernels at stride 1
+    /// (`kernelSize / 2`, PyTorch's usual `padding=k//2`).
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int? = nil,
+                dilation: Int = 1, groups: Int = 1, bias: Bool = true) {
+        self.init(inChannels, outChannels, kernelSize: (kernelSize, kernelSize), stride: (stride, stride),
+                  padding: padding.map { ($0, $0) } ?? (dilation * (kernelSize - 1) / 2, dilation * (kernelSize - 1) / 2),
+                  dilation: (dilation, dilation), groups: groups, bias: bias)
+    }
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int), padding: (Int, Int),
+                dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true) {
+        require(groups >= 1 && inChannels % groups == 0 && outChannels % groups == 0,
+                "Conv2d: \(groups) groups must divide \(inChannels) input and \(outChannels) output channels")
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.groups = groups
+        self.hasBias = bias
+    }
+
+    var fanIn: Int { inChannels / groups * kernelSize.0 * kernelSize.1 }
+
+    public var ownParameters: [ParameterSpec] {
+        var specs = [ParameterSpec("weight", [outChannels, inChannels / groups, kernelSize.0, kernelSize.1], .kaimingUniform(fanIn: fanIn))]
+        if hasBias {
+            specs.append(ParameterSpec("bias", [outChannels], .uniform(bound: 1 / Float(fanIn).squareRoot()), decays: false))
+        }
+        return specs
+    }
+
+    public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
+        Tensor.conv2d(x, p["weight"], bias: hasBias ? p["bias"] : nil, stride: stride, padding: padding,
+                      dilation: dilation, groups: groups)
+    }
+}
+
+/// Transposed 2-D convolution, PyTorch's `nn.ConvTranspose2d` (weight [in, out/groups, kH, kW]).
+public struct ConvTranspose2d: UnaryModule {
+    public let inChannels: Int
+    public let outChannels: Int
+    public let kernelSize: Int
+    public let stride: Int
+    public let padding: Int
+    public let outputPadding: Int
+    public let groups: Int
+    public let hasBias: Bool
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                outputPadding: Int = 0, groups: Int = 1, bias: Bool = true) {
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+        self.outputPadding = outputPadding
+        self.groups = groups
+        self.hasBias = bias
+    }
+
+    // PyTorch computes fan-in of a transposed conv from weight.size(1) * k * k.
+    var fanIn: Int { outChannels / groups * kernelSize * kernelSize }
+
+    public var ownParameters: [ParameterSpec] {
+        var specs = [ParameterSpec("weight", [inChannels, outChannels / groups, kernelSize, kernelSize], .kaimingUniform(fanIn: fanIn))]
+        if hasBias {
+            specs.append(ParameterSpec("bias", [outChannels], .uniform(bound: 1 / Float(fanIn).squareRoot()), decays: false))
+        }
+        return specs
+    }
+
+    public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
+        Tensor.convTranspose2d(x, p["weight"], bias: hasBias ? p["bias"] : nil, stride: (stride, stride),
+                               padding: (padding, padding), outputPadding: (outputPadding, outputPadding), groups: groups)
+    }
+}
+
+/// Fully connected layer over the last axis, PyTorch's `nn.Linear` (weight [out, in]).
+public struct Linear: UnaryModule {
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let hasBias: Bool
+    /// Initialiser of the weight (PyTorch's default unless a model overrides it).
+    public let weightInit: Initializer
+    /// Initialiser of the bias.
+    public let biasInit: Initializer
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, weightInit: Initializer? = nil, biasInit: Initializer? = nil) {
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        self.hasBias = bias
+        self.weightInit = weightInit ?? .kaimingUniform(fanIn: inFeatures)
+        self.biasInit = biasInit ?? .uniform(bound: 1 / Float(inFeatures).squareRoot())
+    }
+
+    public var ownParameters: [ParameterSpec] {
+        var specs = [ParameterSpec("weight", [outFeatures, inFeatures], weightInit)]
+        if hasBias { specs.append(ParameterSpec("bias", [outFeatures], biasInit, decays: false)) }
+        return specs
+    }
+
+    public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
+        let y = Tensor.matmul(x.rank == 1 ? x.unsqueezed(at: 0) : x, p["weight"], transposeB: true)
+        let out = hasBias ? y + p["bias"] : y
+        return x.rank == 1 ? out.squeezed(at: 0) : out
+    }
+}
