@@ -19,11 +19,14 @@ let package = Package(
 
         // Core, layered: tensor -> nn -> image/metrics -> framework -> CLI.
         .target(name: "FuseKitTensor", dependencies: ["CBLAS"]),
-        .target(name: "FuseKit", dependencies: ["FuseKitTensor"]),
+        .target(name: "FuseKitNN", dependencies: ["FuseKitTensor"]),
+        .target(name: "FuseKit", dependencies: ["FuseKitTensor", "FuseKitNN"]),
+
         .executableTarget(
             name: "FuseKitCLI",
             dependencies: ["FuseKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "FuseKitTensorTests", dependencies: ["FuseKitTensor"]),
+        .testTarget(name: "FuseKitNNTests", dependencies: ["FuseKitNN"], exclude: ["Fixtures"]),
     ]
 )

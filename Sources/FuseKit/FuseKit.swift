@@ -1,4 +1,5 @@
 @_exported import FuseKitTensor
+@_exported import FuseKitNN
 
 /// The FuseKit release.
 public enum FuseKitVersion {

@@ -18,12 +18,7 @@ public final class TensorStorage: @unchecked Sendable {
     public init(uninitializedCount count: Int) {
         precondition(count >= 0, "TensorStorage: negative element count \(count)")
         self.count = count
-        var raw: UnsafeMutableRawPointer? = nil
-        let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        let status = posix_memalign(&raw, 64, bytes)
-        guard status == 0, let raw else {
-            fatalError("TensorStorage: cannot allocate \(bytes) bytes (\(count) floats)")
-        }
+        let raw = BufferPool.allocate(bytes: max(count, 1) * MemoryLayout<Float>.stride)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
@@ -33,7 +28,7 @@ public final class TensorStorage: @unchecked Sendable {
         Kernels.fill(pointer, count: count, value: value)
     }
 
-    deinit { free(pointer) }
+    deinit { BufferPool.release(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * MemoryLayout<Float>.stride) }
 
     /// A new storage with the same contents.
     public func copy() -> TensorStorage {

@@ -27,6 +27,9 @@ public struct ConvGeometry: Sendable, Equatable, CustomStringConvertible {
         "conv(in \(Shape.describe(inputShape)), weight \(Shape.describe(weightShape)), stride (\(strideY), \(strideX)), padding (\(padY), \(padX)), dilation (\(dilationY), \(dilationX)), groups \(groups))"
     }
 
+    /// Which kernel path this geometry takes (for profiles).
+    public var kind: String { isDepthwise3x3 ? " depthwise3x3" : (isPointwise ? " 1x1" : " \(kernelHeight)x\(kernelWidth)") }
+
     /// FLOPs of the forward pass (multiply-adds counted as two).
     public var flops: Double {
         2 * Double(batch * outChannels * outHeight * outWidth) * Double(inPerGroup * kernelHeight * kernelWidth)
@@ -124,8 +127,9 @@ public enum ConvKernels {
         let inPlane = g.inHeight * g.inWidth, outPlane = g.outHeight * g.outWidth
         let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
         let chunk = rowsPerChunk(g)
-        let col = g.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: kdim * chunk * g.outWidth)
-        defer { col?.deallocate() }
+        let columnCount = kdim * chunk * g.outWidth
+        let col = g.isPointwise ? nil : BufferPool.allocateFloats(columnCount)
+        defer { if let col { BufferPool.releaseFloats(col, columnCount) } }
         for b in 0..<g.batch {
             for grp in 0..<g.groups {
                 let xg = x + (b * g.inChannels + grp * g.inPerGroup) * inPlane
@@ -170,10 +174,9 @@ public enum ConvKernels {
         }
         Kernels.fill(dx, count: g.batch * g.inChannels * inPlane, value: 0)
         let chunk = rowsPerChunk(g)
-        let col = UnsafeMutablePointer<Float>.allocate(capacity: kdim * chunk * g.outWidth)
-        defer { col.deallocate() }
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: g.outPerGroup * chunk * g.outWidth)
-        defer { scratch.deallocate() }
+        let columnCount = kdim * chunk * g.outWidth
+        let col = BufferPool.allocateFloats(columnCount)
+        defer { BufferPool.releaseFloats(col, columnCount) }
         for b in 0..<g.batch {
             for grp in 0..<g.groups {
                 let dyg = dy + (b * g.outChannels + grp * g.outPerGroup) * outPlane
@@ -202,8 +205,9 @@ public enum ConvKernels {
         let inPlane = g.inHeight * g.inWidth, outPlane = g.outHeight * g.outWidth
         let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
         let chunk = rowsPerChunk(g)
-        let col = g.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: kdim * chunk * g.outWidth)
-        defer { col?.deallocate() }
+        let columnCount = kdim * chunk * g.outWidth
+        let col = g.isPointwise ? nil : BufferPool.allocateFloats(columnCount)
+        defer { if let col { BufferPool.releaseFloats(col, columnCount) } }
         for b in 0..<g.batch {
             for grp in 0..<g.groups {
                 let xg = x + (b * g.inChannels + grp * g.inPerGroup) * inPlane

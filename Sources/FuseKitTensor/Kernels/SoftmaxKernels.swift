@@ -44,9 +44,9 @@ extension Kernels {
             let start = (item % chunksPerRow) * chunk
             let n = min(chunk, inner - start)
             let base = o * dim * inner + start
-            let maxRow = UnsafeMutablePointer<Float>.allocate(capacity: n)
-            let sumRow = UnsafeMutablePointer<Float>.allocate(capacity: n)
-            defer { maxRow.deallocate(); sumRow.deallocate() }
+            let maxRow = BufferPool.allocateFloats(n)
+            let sumRow = BufferPool.allocateFloats(n)
+            defer { BufferPool.releaseFloats(maxRow, n); BufferPool.releaseFloats(sumRow, n) }
             maxRow.update(from: px.base + base, count: n)
             for d in 1..<dim {
                 let row = px.base + base + d * inner

@@ -9,14 +9,39 @@ public enum VectorMath {
         unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: V.self)
     }
 
-    /// e^x (Cephes polynomial; underflows to 0 below -87.3, overflows to +inf above 88.7).
+    // Swift's generic SIMD conversions and rounding run lane by lane (tens of ns per element),
+    // so these functions use bit tricks: adding 1.5·2²³ rounds a float to an integer in its low
+    // mantissa bits, which are then read as an integer without a conversion instruction.
+    @usableFromInline static let magic: Float = 12_582_912  // 1.5 · 2²³
+    @usableFromInline static let magicBits: Int32 = 0x4B40_0000
+
+    /// Rounds lanes (|x| < 2²²) to the nearest integer; returns the float and integer values.
+    @inlinable @inline(__always)
+    static func roundToInteger(_ x: V) -> (V, SIMD8<Int32>) {
+        let shifted = x + magic
+        return (shifted - magic, unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- magicBits)
+    }
+
+    /// Small integers (|n| < 2²²) as floats.
+    @inlinable @inline(__always)
+    static func float(_ n: SIMD8<Int32>) -> V {
+        unsafeBitCast(n &+ magicBits, to: V.self) - magic
+    }
+
+    /// 2ⁿ for integer lanes in [-126, 127].
+    @inlinable @inline(__always)
+    static func power2(_ n: SIMD8<Int32>) -> V {
+        unsafeBitCast((n &+ 127) &<< 23, to: V.self)
+    }
+
+    /// e^x (Cephes polynomial, about 1 ulp); 0 below -87.3, +inf above 88.72.
     @inlinable @inline(__always)
     public static func exp(_ x: V) -> V {
         let hi = V(repeating: 88.72283905206835)
         let lo = V(repeating: -87.33654475055310)
-        var xc = x.clamped(lowerBound: lo, upperBound: hi)
-        var fx = xc * 1.44269504088896341 + 0.5
-        fx = fx.rounded(.down)
+        var xc = x.replacing(with: hi, where: x .> hi)
+        xc.replace(with: lo, where: xc .< lo)
+        let (fx, n) = roundToInteger(xc * 1.44269504088896341)
         xc = xc - fx * 0.693359375
         xc = xc + fx * 2.12194440e-4
         let z = xc * xc
@@ -27,9 +52,9 @@ public enum VectorMath {
         y = y * xc + 1.6666665459e-1
         y = y * xc + 5.0000001201e-1
         y = y * z + xc + 1
-        let n = SIMD8<Int32>(fx, rounding: .towardZero)
-        let scale = unsafeBitCast((n &+ 127) &<< 23, to: V.self)
-        var result = y * scale
+        // 2ⁿ in two factors so that n = 128 (x near the overflow bound) stays finite.
+        let half = n &>> 1
+        var result = y * power2(half) * power2(n &- half)
         result.replace(with: V(repeating: .infinity), where: x .> hi)
         result.replace(with: 0, where: x .< lo)
         result.replace(with: x, where: x .!= x)  // NaN stays NaN
@@ -42,7 +67,7 @@ public enum VectorMath {
         let minNormal = V(repeating: Float.leastNormalMagnitude)
         let xc = x.replacing(with: minNormal, where: x .< minNormal)
         let bits = unsafeBitCast(xc, to: SIMD8<Int32>.self)
-        var e = V((bits &>> 23) &- 126)
+        var e = float((bits &>> 23) &- 126)
         var m = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F00_0000, to: V.self)  // mantissa in [0.5, 1)
         let small = m .< 0.707106781186547524
         e.replace(with: e - 1, where: small)

@@ -6,7 +6,9 @@ extension Tensor {
     static func zipRaw<F: BinaryVectorFunction>(_ a: Tensor, _ b: Tensor, _: F.Type, op: String) -> Tensor {
         let shape = a.shape == b.shape ? a.shape : Shape.broadcast(a.shape, b.shape, op: op).orDie()
         let out = Tensor(uninitializedShape: shape)
-        Kernels.broadcastZip(a.pointer, shapeA: a.shape, b.pointer, shapeB: b.shape, out.mutablePointer, outShape: shape, F.self)
+        Profiler.measure(op) {
+            Kernels.broadcastZip(a.pointer, shapeA: a.shape, b.pointer, shapeB: b.shape, out.mutablePointer, outShape: shape, F.self)
+        }
         return out
     }
 
@@ -14,7 +16,7 @@ extension Tensor {
     @inlinable
     static func mapRaw<F: UnaryVectorFunction>(_ x: Tensor, _: F.Type) -> Tensor {
         let out = Tensor(uninitializedShape: x.shape)
-        Kernels.map(x.pointer, out.mutablePointer, count: x.count, F.self)
+        Profiler.measure("pointwise \(F.self)") { Kernels.map(x.pointer, out.mutablePointer, count: x.count, F.self) }
         return out
     }
 
@@ -22,7 +24,7 @@ extension Tensor {
     @inlinable
     static func mapRaw<F: ParameterizedVectorFunction>(_ x: Tensor, _ p: SIMD4<Float>, _: F.Type) -> Tensor {
         let out = Tensor(uninitializedShape: x.shape)
-        Kernels.map(x.pointer, out.mutablePointer, count: x.count, parameters: p, F.self)
+        Profiler.measure("pointwise \(F.self)") { Kernels.map(x.pointer, out.mutablePointer, count: x.count, parameters: p, F.self) }
         return out
     }
 

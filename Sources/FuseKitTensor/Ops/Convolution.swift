@@ -60,7 +60,7 @@ extension Tensor {
 
     static func convForward(_ x: Tensor, _ w: Tensor, _ g: ConvGeometry) -> Tensor {
         let y = Tensor(uninitializedShape: g.outputShape)
-        Profiler.measure("conv2d", flops: g.flops) { ConvKernels.forward(x.pointer, w.pointer, g, y.mutablePointer) }
+        Profiler.measure("conv2d" + g.kind, flops: g.flops) { ConvKernels.forward(x.pointer, w.pointer, g, y.mutablePointer) }
         return y.recorded(op: "conv2d", inputs: [x, w], pullback: { dy, _, need in
             [need[0] ? convBackwardInput(dy, w, g) : nil, need[1] ? convBackwardWeight(x, dy, g) : nil]
         }, tangent: { t, y in
@@ -70,7 +70,7 @@ extension Tensor {
 
     static func convBackwardInput(_ dy: Tensor, _ w: Tensor, _ g: ConvGeometry) -> Tensor {
         let dx = Tensor(uninitializedShape: g.inputShape)
-        Profiler.measure("conv2d.backwardInput", flops: g.flops) { ConvKernels.backwardInput(dy.pointer, w.pointer, g, dx.mutablePointer) }
+        Profiler.measure("conv2d.backwardInput" + g.kind, flops: g.flops) { ConvKernels.backwardInput(dy.pointer, w.pointer, g, dx.mutablePointer) }
         return dx.recorded(op: "conv2d.backwardInput", inputs: [dy, w], pullback: { c, _, need in
             [need[0] ? convForward(c, w, g) : nil, need[1] ? convBackwardWeight(c, dy, g) : nil]
         }, tangent: { t, y in
@@ -80,7 +80,7 @@ extension Tensor {
 
     static func convBackwardWeight(_ x: Tensor, _ dy: Tensor, _ g: ConvGeometry) -> Tensor {
         let dw = Tensor(uninitializedShape: g.weightShape)
-        Profiler.measure("conv2d.backwardWeight", flops: g.flops) { ConvKernels.backwardWeight(x.pointer, dy.pointer, g, dw.mutablePointer) }
+        Profiler.measure("conv2d.backwardWeight" + g.kind, flops: g.flops) { ConvKernels.backwardWeight(x.pointer, dy.pointer, g, dw.mutablePointer) }
         return dw.recorded(op: "conv2d.backwardWeight", inputs: [x, dy], pullback: { c, _, need in
             [need[0] ? convBackwardInput(dy, c, g) : nil, need[1] ? convForward(x, c, g) : nil]
         }, tangent: { t, y in

@@ -23,12 +23,14 @@ extension Tensor {
         let count = Shape.count(batch)
         let y = Tensor(uninitializedShape: batch + [m, n])
         let strideA = batchA.isEmpty ? 0 : m * k, strideB = batchB.isEmpty ? 0 : k * n
+        let t0 = Profiler.isActive ? Profiler.now() : 0
         for i in 0..<count {
             Gemm.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
                        a: a.pointer + i * strideA, lda: transposeA ? m : k,
                        b: b.pointer + i * strideB, ldb: transposeB ? k : n,
                        c: y.mutablePointer + i * m * n, ldc: n)
         }
+        if Profiler.isActive { Profiler.record("matmul", seconds: Profiler.now() - t0, flops: 2 * Double(count * m * n * k)) }
         let (sa, sb) = (a.shape, b.shape)
         return y.recorded(op: "matmul", inputs: [a, b], pullback: { g, _, need in
             var ga: Tensor? = nil, gb: Tensor? = nil

@@ -31,7 +31,9 @@ extension Tensor {
             var outShape = s
             for i in start...end { outShape[i] = 1 }
             let out = Tensor(uninitializedShape: outShape)
-            Kernels.reduce(current.pointer, outer: outer, reduced: reduced, inner: inner, out.mutablePointer, kind: kind)
+            Profiler.measure("reduce \(kind)") {
+                Kernels.reduce(current.pointer, outer: outer, reduced: reduced, inner: inner, out.mutablePointer, kind: kind)
+            }
             current = out
         }
         return current

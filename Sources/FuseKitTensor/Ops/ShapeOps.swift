@@ -51,7 +51,7 @@ extension Tensor {
         require(checked == target, "expand: cannot expand \(Shape.describe(shape)) to \(Shape.describe(target))")
         let original = shape
         let y = Tensor(uninitializedShape: target)
-        Kernels.expand(pointer, shape: shape, y.mutablePointer, outShape: target)
+        Profiler.measure("expand") { Kernels.expand(pointer, shape: shape, y.mutablePointer, outShape: target) }
         return y.recorded(op: "expand", inputs: [self], pullback: { g, _, _ in [g.summed(toShape: original)] },
                           tangent: { t, y in t[0].map { $0.expanded(to: y.shape) } })
     }
@@ -76,7 +76,7 @@ extension Tensor {
         if permutation == Array(0..<rank) { return self }
         let outShape = permutation.map { shape[$0] }
         let y = Tensor(uninitializedShape: outShape)
-        Kernels.permute(pointer, shape: shape, perm: permutation, y.mutablePointer)
+        Profiler.measure("permute") { Kernels.permute(pointer, shape: shape, perm: permutation, y.mutablePointer) }
         let inverse = (0..<rank).map { axis in permutation.firstIndex(of: axis)! }
         return y.recorded(op: "permute", inputs: [self], pullback: { g, _, _ in [g.permuted(inverse)] },
                           tangent: { t, _ in t[0].map { $0.permuted(permutation) } })
@@ -106,7 +106,9 @@ extension Tensor {
         outShape[a] = range.count
         let (outer, dim, inner) = splitSizes(a)
         let y = Tensor(uninitializedShape: outShape)
-        Kernels.slice(pointer, outer: outer, dim: dim, inner: inner, start: range.lowerBound, length: range.count, y.mutablePointer)
+        Profiler.measure("slice") {
+            Kernels.slice(pointer, outer: outer, dim: dim, inner: inner, start: range.lowerBound, length: range.count, y.mutablePointer)
+        }
         let before = range.lowerBound, after = dim - range.upperBound
         return y.recorded(op: "slice", inputs: [self], pullback: { g, _, _ in [g.padded(axis: a, before: before, after: after)] },
                           tangent: { t, _ in t[0].map { $0.sliced(axis: a, range) } })
@@ -128,7 +130,9 @@ extension Tensor {
         outShape[a] += before + after
         let (outer, dim, inner) = splitSizes(a)
         let y = Tensor(uninitializedShape: outShape)
-        Kernels.pad(pointer, outer: outer, dim: dim, inner: inner, before: before, after: after, value: value, y.mutablePointer)
+        Profiler.measure("pad") {
+            Kernels.pad(pointer, outer: outer, dim: dim, inner: inner, before: before, after: after, value: value, y.mutablePointer)
+        }
         return y.recorded(op: "pad", inputs: [self], pullback: { g, _, _ in [g.sliced(axis: a, before..<(before + dim))] },
                           tangent: { t, _ in t[0].map { $0.padded(axis: a, before: before, after: after, value: 0) } })
     }
@@ -160,6 +164,7 @@ extension Tensor {
         let outRow = outShape[a] * inner
         var offset = 0
         var bounds: [Range<Int>] = []
+        let t0 = Profiler.isActive ? Profiler.now() : 0
         for t in tensors {
             let block = t.shape[a] * inner
             let src = SendablePointer(UnsafeMutablePointer(mutating: t.pointer))
@@ -170,6 +175,7 @@ extension Tensor {
             bounds.append(offset..<(offset + t.shape[a]))
             offset += t.shape[a]
         }
+        if Profiler.isActive { Profiler.record("concat", seconds: Profiler.now() - t0) }
         let shapes = tensors.map(\.shape)
         let ranges = bounds
         return y.recorded(op: "concat", inputs: tensors, pullback: { g, _, need in
