@@ -10,6 +10,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System libraries (Debian: libopenblas-dev, libpng-dev, libjpeg62-turbo-dev).
@@ -20,13 +21,27 @@ let package = Package(
         // Core, layered: tensor -> nn -> image/metrics -> framework -> CLI.
         .target(name: "FuseKitTensor", dependencies: ["CBLAS"]),
         .target(name: "FuseKitNN", dependencies: ["FuseKitTensor"]),
-        .target(name: "FuseKit", dependencies: ["FuseKitTensor", "FuseKitNN"]),
+        .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG"]),
+        .target(name: "FuseKitImage", dependencies: ["FuseKitTensor", "CImageCodecs"]),
+        .target(name: "FuseKitMetrics", dependencies: ["FuseKitTensor", "FuseKitImage"]),
+        .target(name: "FuseKitData", dependencies: ["FuseKitTensor", "FuseKitImage"]),
+        .target(
+            name: "FuseKit",
+            dependencies: ["FuseKitTensor", "FuseKitNN", "FuseKitImage", "FuseKitMetrics", "FuseKitData", .product(name: "Yams", package: "Yams")]),
+
+        // Model plugins: one target each, depending on the core only.
+        .target(name: "RestormerFusion", dependencies: ["FuseKit"], path: "Plugins/RestormerFusion"),
 
         .executableTarget(
             name: "FuseKitCLI",
-            dependencies: ["FuseKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["FuseKit", "RestormerFusion", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "FuseKitTensorTests", dependencies: ["FuseKitTensor"]),
+        .testTarget(name: "FuseKitTests", dependencies: ["FuseKit", "RestormerFusion"]),
         .testTarget(name: "FuseKitNNTests", dependencies: ["FuseKitNN"], exclude: ["Fixtures"]),
+        .testTarget(name: "RestormerFusionTests", dependencies: ["RestormerFusion", "FuseKit"], exclude: ["Fixtures"]),
+        .testTarget(name: "FuseKitImageTests", dependencies: ["FuseKitImage"]),
+        .testTarget(name: "FuseKitMetricsTests", dependencies: ["FuseKitMetrics", "FuseKitImage"]),
+        .testTarget(name: "FuseKitDataTests", dependencies: ["FuseKitData", "FuseKitImage"]),
     ]
 )

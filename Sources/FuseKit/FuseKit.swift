@@ -1,5 +1,8 @@
 @_exported import FuseKitTensor
 @_exported import FuseKitNN
+@_exported import FuseKitImage
+@_exported import FuseKitMetrics
+@_exported import FuseKitData
 
 /// The FuseKit release.
 public enum FuseKitVersion {

@@ -1,0 +1,351 @@
+import Dispatch
+import Foundation
+import FuseKitImage
+import FuseKitTensor
+
+/// How a ``BatchLoader`` draws and augments batches.
+public struct BatchOptions: Sendable, Equatable {
+    /// Samples per batch (before modality-swap doubling).
+    public var batchSize: Int
+    /// Random crop size (width, height), one offset per batch; nil keeps whole images, which must
+    /// then all have the same size within a batch.
+    public var cropSize: (width: Int, height: Int)?
+    /// Random horizontal and vertical flips (each with probability 1/2, per sample).
+    public var randomFlips: Bool
+    /// Random 90-degree rotations (per sample; only 0 or 180 degrees when the crop is not square).
+    public var randomRotations: Bool
+    /// Doubles each batch: the second half repeats the samples with infrared and visible swapped
+    /// (TDFusion's cat(a, b) and cat(b, a)); labels and boxes are duplicated.
+    public var modalitySwap: Bool
+    /// Also produce the colour visible images.
+    public var includeColorVisible: Bool
+    /// Shuffle the sample order every epoch.
+    public var shuffle: Bool
+    /// Drop the last, incomplete batch of an epoch.
+    public var dropLast: Bool
+    /// Seed of every random choice; the same seed gives the same batches.
+    public var seed: UInt64
+
+    /// Options with TDFusion's defaults where they apply (batch 2, 256x256 crops, flips).
+    public init(batchSize: Int = 2, cropSize: (width: Int, height: Int)? = (256, 256), randomFlips: Bool = true,
+                randomRotations: Bool = false, modalitySwap: Bool = false, includeColorVisible: Bool = false,
+                shuffle: Bool = true, dropLast: Bool = true, seed: UInt64 = 0) {
+        precondition(batchSize > 0, "BatchOptions: batchSize must be positive")
+        if let cropSize { precondition(cropSize.width > 0 && cropSize.height > 0, "BatchOptions: crop size must be positive") }
+        self.batchSize = batchSize
+        self.cropSize = cropSize
+        self.randomFlips = randomFlips
+        self.randomRotations = randomRotations
+        self.modalitySwap = modalitySwap
+        self.includeColorVisible = includeColorVisible
+        self.shuffle = shuffle
+        self.dropLast = dropLast
+        self.seed = seed
+    }
+
+    public static func == (lhs: BatchOptions, rhs: BatchOptions) -> Bool {
+        lhs.batchSize == rhs.batchSize && lhs.cropSize?.width == rhs.cropSize?.width && lhs.cropSize?.height == rhs.cropSize?.height
+            && lhs.randomFlips == rhs.randomFlips && lhs.randomRotations == rhs.randomRotations && lhs.modalitySwap == rhs.modalitySwap
+            && lhs.includeColorVisible == rhs.includeColorVisible && lhs.shuffle == rhs.shuffle && lhs.dropLast == rhs.dropLast
+            && lhs.seed == rhs.seed
+    }
+}
+
+/// The geometric augmentation applied to one sample.
+public struct SampleAugmentation: Sendable, Equatable {
+    /// Crop rectangle in the source image (x, y, width, height), or nil for none.
+    public var crop: (x: Int, y: Int, width: Int, height: Int)?
+    /// Mirror left-right (after cropping).
+    public var flipHorizontally: Bool
+    /// Mirror top-bottom (after the horizontal flip).
+    public var flipVertically: Bool
+    /// Counterclockwise quarter turns (last).
+    public var quarterTurns: Int
+
+    /// An augmentation from its parts.
+    public init(crop: (x: Int, y: Int, width: Int, height: Int)? = nil, flipHorizontally: Bool = false,
+                flipVertically: Bool = false, quarterTurns: Int = 0) {
+        self.crop = crop
+        self.flipHorizontally = flipHorizontally
+        self.flipVertically = flipVertically
+        self.quarterTurns = quarterTurns
+    }
+
+    public static func == (lhs: SampleAugmentation, rhs: SampleAugmentation) -> Bool {
+        lhs.crop?.x == rhs.crop?.x && lhs.crop?.y == rhs.crop?.y && lhs.crop?.width == rhs.crop?.width
+            && lhs.crop?.height == rhs.crop?.height && lhs.flipHorizontally == rhs.flipHorizontally
+            && lhs.flipVertically == rhs.flipVertically && lhs.quarterTurns == rhs.quarterTurns
+    }
+
+    /// Applies the augmentation to an image.
+    public func apply(to image: Image) -> Image {
+        var out = image
+        if let crop { out = out.cropped(x: crop.x, y: crop.y, width: crop.width, height: crop.height) }
+        if flipHorizontally { out = out.flippedHorizontally() }
+        if flipVertically { out = out.flippedVertically() }
+        if quarterTurns % 4 != 0 { out = out.rotated(quarterTurns: quarterTurns) }
+        return out
+    }
+
+    /// Applies the augmentation to a mask.
+    public func apply(to mask: LabelMap) -> LabelMap {
+        var out = mask
+        if let crop { out = out.cropped(x: crop.x, y: crop.y, width: crop.width, height: crop.height) }
+        if flipHorizontally { out = out.flippedHorizontally() }
+        if flipVertically { out = out.flippedVertically() }
+        if quarterTurns % 4 != 0 { out = out.rotated(quarterTurns: quarterTurns) }
+        return out
+    }
+
+    /// Applies the augmentation to normalised boxes of an image of `width` x `height`. After a
+    /// crop, boxes are clipped to it and dropped when less than 2 pixels wide or high remain, or
+    /// less than 10% of their area.
+    public func apply(to boxes: [BoundingBox], imageWidth width: Int, imageHeight height: Int) -> [BoundingBox] {
+        var result: [BoundingBox] = []
+        for box in boxes {
+            var b = box
+            if let crop {
+                let (x0, y0, x1, y1) = box.pixelCorners(imageWidth: width, imageHeight: height)
+                let cx0 = max(x0, Double(crop.x)), cy0 = max(y0, Double(crop.y))
+                let cx1 = min(x1, Double(crop.x + crop.width)), cy1 = min(y1, Double(crop.y + crop.height))
+                let (visibleWidth, visibleHeight) = (cx1 - cx0, cy1 - cy0)
+                let originalArea = max(x1 - x0, 0) * max(y1 - y0, 0)
+                guard visibleWidth >= 2, visibleHeight >= 2,
+                      originalArea > 0, visibleWidth * visibleHeight >= 0.1 * originalArea else { continue }
+                b = BoundingBox(classIndex: box.classIndex,
+                                minX: (cx0 - Double(crop.x)) / Double(crop.width), minY: (cy0 - Double(crop.y)) / Double(crop.height),
+                                maxX: (cx1 - Double(crop.x)) / Double(crop.width), maxY: (cy1 - Double(crop.y)) / Double(crop.height))
+            }
+            if flipHorizontally { b.centerX = 1 - b.centerX }
+            if flipVertically { b.centerY = 1 - b.centerY }
+            switch ((quarterTurns % 4) + 4) % 4 {
+            case 1:
+                b = BoundingBox(classIndex: b.classIndex, centerX: b.centerY, centerY: 1 - b.centerX, width: b.height, height: b.width)
+            case 2:
+                b.centerX = 1 - b.centerX
+                b.centerY = 1 - b.centerY
+            case 3:
+                b = BoundingBox(classIndex: b.classIndex, centerX: 1 - b.centerY, centerY: b.centerX, width: b.height, height: b.width)
+            default: break
+            }
+            result.append(b)
+        }
+        return result
+    }
+}
+
+/// One training batch as tensors.
+public struct TrainingBatch: Sendable {
+    /// Pair names, one per batch item.
+    public var names: [String]
+    /// Infrared sources [B, 1, H, W] in [0, 1] (in the swapped half of a modality-swap batch,
+    /// the visible images).
+    public var infrared: Tensor
+    /// Visible sources [B, 1, H, W] in [0, 1] (the infrared images in the swapped half).
+    public var visible: Tensor
+    /// Colour visible images [B, 3, H, W], when requested (not swapped).
+    public var visibleColor: Tensor?
+    /// Segmentation labels [B, H, W] as Float class indices (255 = ignore), when the samples have masks.
+    public var segmentation: Tensor?
+    /// Boxes per item (normalised to the batch's H x W).
+    public var boxes: [[BoundingBox]]
+    /// For each item, whether its modalities are swapped (modality-swap doubling).
+    public var isSwapped: [Bool]
+    /// The augmentation applied to each item.
+    public var augmentations: [SampleAugmentation]
+
+    /// Items in the batch.
+    public var count: Int { names.count }
+}
+
+/// Draws shuffled, cropped and augmented batches from a sample source, deterministically for a
+/// seed: batch `index` of epoch `epoch` depends only on the seed, the options and the samples.
+public struct BatchLoader: Sendable {
+    /// Where samples come from.
+    public let source: any PairedSampleSource
+    /// How batches are drawn.
+    public let options: BatchOptions
+
+    /// A loader over a source.
+    public init(source: any PairedSampleSource, options: BatchOptions = BatchOptions()) {
+        self.source = source
+        self.options = options
+    }
+
+    /// Number of batches in one epoch.
+    public var batchesPerEpoch: Int {
+        options.dropLast ? source.count / options.batchSize : (source.count + options.batchSize - 1) / options.batchSize
+    }
+
+    /// The order in which an epoch visits the samples.
+    public func sampleOrder(epoch: Int) -> [Int] {
+        var order = Array(0..<source.count)
+        guard options.shuffle else { return order }
+        var random = RandomGenerator(seed: Self.mix(options.seed, UInt64(bitPattern: Int64(epoch)), 0x5348_5546))
+        if order.count > 1 {
+            for i in stride(from: order.count - 1, to: 0, by: -1) {
+                order.swapAt(i, random.nextInt(below: i + 1))
+            }
+        }
+        return order
+    }
+
+    /// Batch `index` (0-based) of epoch `epoch`.
+    public func batch(epoch: Int, index: Int) throws -> TrainingBatch {
+        precondition(index >= 0 && index < batchesPerEpoch, "BatchLoader.batch: index \(index) of \(batchesPerEpoch) batches")
+        let order = sampleOrder(epoch: epoch)
+        let indices = Array(order[(index * options.batchSize)..<min((index + 1) * options.batchSize, order.count)])
+        return try makeBatch(indices: indices, epoch: epoch, index: index)
+    }
+
+    /// Iterates over the batches of one epoch, preparing the next batch on a background thread
+    /// while the caller works on the current one.
+    public func makeIterator(epoch: Int) -> PrefetchingBatchIterator {
+        PrefetchingBatchIterator(loader: self, epoch: epoch)
+    }
+
+    static func mix(_ values: UInt64...) -> UInt64 {
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for value in values {
+            h ^= value &+ 0x9E37_79B9_7F4A_7C15 &+ (h << 6) &+ (h >> 2)
+            h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
+            h ^= h >> 31
+        }
+        return h
+    }
+
+    func makeBatch(indices: [Int], epoch: Int, index: Int) throws -> TrainingBatch {
+        let samples = try indices.map { try source.sample(at: $0, includeColor: options.includeColorVisible) }
+        var random = RandomGenerator(seed: Self.mix(options.seed, UInt64(bitPattern: Int64(epoch)), UInt64(index), 0x4241_5443))
+
+        // One crop offset for the whole batch.
+        var cropRect: (x: Int, y: Int, width: Int, height: Int)?
+        if let crop = options.cropSize {
+            let minWidth = samples.map(\.width).min()!, minHeight = samples.map(\.height).min()!
+            if let small = samples.first(where: { $0.width < crop.width || $0.height < crop.height }) {
+                throw DatasetError.batchMismatch("pair '\(small.name)' is \(small.width)x\(small.height), smaller than the \(crop.width)x\(crop.height) crop")
+            }
+            cropRect = (random.nextInt(below: minWidth - crop.width + 1), random.nextInt(below: minHeight - crop.height + 1),
+                        crop.width, crop.height)
+        } else if let first = samples.first, let other = samples.first(where: { $0.width != first.width || $0.height != first.height }) {
+            throw DatasetError.batchMismatch("pairs '\(first.name)' (\(first.width)x\(first.height)) and '\(other.name)' "
+                                             + "(\(other.width)x\(other.height)) differ in size; set a crop size to batch them")
+        }
+        let outWidth = cropRect?.width ?? samples[0].width, outHeight = cropRect?.height ?? samples[0].height
+
+        var augmented: [PairedSample] = []
+        var augmentations: [SampleAugmentation] = []
+        for sample in samples {
+            var augmentation = SampleAugmentation(crop: cropRect)
+            if options.randomFlips {
+                augmentation.flipHorizontally = random.nextInt(below: 2) == 1
+                augmentation.flipVertically = random.nextInt(below: 2) == 1
+            }
+            if options.randomRotations {
+                augmentation.quarterTurns = outWidth == outHeight ? random.nextInt(below: 4) : 2 * random.nextInt(below: 2)
+            }
+            augmentations.append(augmentation)
+            var out = sample
+            out.infrared = augmentation.apply(to: sample.infrared)
+            out.visible = augmentation.apply(to: sample.visible)
+            out.visibleColor = sample.visibleColor.map { augmentation.apply(to: $0) }
+            out.segmentation = sample.segmentation.map { augmentation.apply(to: $0) }
+            out.boxes = augmentation.apply(to: sample.boxes, imageWidth: sample.width, imageHeight: sample.height)
+            augmented.append(out)
+        }
+
+        let withMasks = augmented.filter { $0.segmentation != nil }.count
+        guard withMasks == 0 || withMasks == augmented.count else {
+            let missing = augmented.first { $0.segmentation == nil }!
+            throw DatasetError.batchMismatch("pair '\(missing.name)' has no segmentation mask but other pairs of its batch do")
+        }
+
+        var infrared = augmented.map(\.infrared)
+        var visible = augmented.map(\.visible)
+        var names = augmented.map(\.name)
+        var color = options.includeColorVisible ? augmented.compactMap(\.visibleColor) : []
+        var masks = augmented.compactMap(\.segmentation)
+        var boxes = augmented.map(\.boxes)
+        var swapped = [Bool](repeating: false, count: augmented.count)
+        if options.modalitySwap {
+            infrared += augmented.map(\.visible)
+            visible += augmented.map(\.infrared)
+            names += names
+            color += color
+            masks += masks
+            boxes += boxes
+            swapped += [Bool](repeating: true, count: augmented.count)
+            augmentations += augmentations
+        }
+
+        var labelTensor: Tensor?
+        if !masks.isEmpty {
+            let plane = outWidth * outHeight
+            let tensor = Tensor(uninitializedShape: [masks.count, outHeight, outWidth])
+            let pointer = tensor.mutablePointer
+            for (item, mask) in masks.enumerated() {
+                for i in 0..<plane { pointer[item * plane + i] = Float(mask.values[i]) }
+            }
+            labelTensor = tensor
+        }
+        return TrainingBatch(names: names, infrared: Image.batchTensor(infrared), visible: Image.batchTensor(visible),
+                             visibleColor: color.isEmpty ? nil : Image.batchTensor(color), segmentation: labelTensor,
+                             boxes: boxes, isSwapped: swapped, augmentations: augmentations)
+    }
+}
+
+/// Batches of one epoch in order, each prepared on a background thread while the previous one
+/// is in use. Use it from one thread: `while let batch = try iterator.next() { ... }`.
+public final class PrefetchingBatchIterator {
+    private let loader: BatchLoader
+    private let epoch: Int
+    private let order: [Int]
+    private var nextIndex = 0
+    private var pending: PendingBatch?
+
+    init(loader: BatchLoader, epoch: Int) {
+        self.loader = loader
+        self.epoch = epoch
+        self.order = loader.sampleOrder(epoch: epoch)
+    }
+
+    /// Batches in the epoch.
+    public var count: Int { loader.batchesPerEpoch }
+
+    /// The next batch, or nil at the end of the epoch. Errors of a batch are thrown when it is reached.
+    public func next() throws -> TrainingBatch? {
+        guard nextIndex < loader.batchesPerEpoch else { return nil }
+        let current = pending ?? start(nextIndex)
+        nextIndex += 1
+        pending = nextIndex < loader.batchesPerEpoch ? start(nextIndex) : nil
+        return try current.wait()
+    }
+
+    private func start(_ index: Int) -> PendingBatch {
+        let size = loader.options.batchSize
+        let indices = Array(order[(index * size)..<min((index + 1) * size, order.count)])
+        let loader = self.loader, epoch = self.epoch
+        return PendingBatch { try loader.makeBatch(indices: indices, epoch: epoch, index: index) }
+    }
+}
+
+/// A batch being prepared on a background queue. The result is written once before the
+/// semaphore is signalled and read only after waiting on it, so access is ordered.
+private final class PendingBatch: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<TrainingBatch, any Error>?
+
+    init(_ work: @escaping @Sendable () throws -> TrainingBatch) {
+        DispatchQueue.global(qos: .userInitiated).async {
+            self.result = Result { try work() }
+            self.done.signal()
+        }
+    }
+
+    func wait() throws -> TrainingBatch {
+        done.wait()
+        done.signal()  // later waits return at once
+        return try result!.get()
+    }
+}

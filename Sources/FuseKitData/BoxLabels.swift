@@ -1,0 +1,205 @@
+import Foundation
+import FuseKitImage
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+/// A failure to read a box label file; the message names the file, the line and the reason.
+public struct LabelFileError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The file concerned.
+    public var path: String
+    /// Why it could not be read.
+    public var reason: String
+
+    /// An error for a file and a reason.
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+
+    public var description: String { "cannot read labels \(path): \(reason)" }
+}
+
+/// YOLO text labels: one object per line, `class cx cy w h` normalised to the image size,
+/// optionally followed by a confidence (`class cx cy w h score`, as detectors write predictions).
+public enum YOLOLabels {
+    /// Parses YOLO text. Blank lines and lines starting with `#` are skipped.
+    public static func parse(_ text: String, path: String = "<memory>") throws(LabelFileError) -> [Detection] {
+        var result: [Detection] = []
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," })
+            guard fields.count == 5 || fields.count == 6 else {
+                throw LabelFileError(path: path, reason: "line \(number + 1): expected 'class cx cy w h [score]', got '\(line)'")
+            }
+            guard let classValue = Double(fields[0]), classValue >= 0, classValue == classValue.rounded() else {
+                throw LabelFileError(path: path, reason: "line \(number + 1): class '\(fields[0])' is not a non-negative integer")
+            }
+            var numbers: [Double] = []
+            for field in fields.dropFirst() {
+                guard let value = Double(field), value.isFinite else {
+                    throw LabelFileError(path: path, reason: "line \(number + 1): '\(field)' is not a number")
+                }
+                numbers.append(value)
+            }
+            let box = BoundingBox(classIndex: Int(classValue), centerX: numbers[0], centerY: numbers[1],
+                                  width: numbers[2], height: numbers[3])
+            guard box.width >= 0, box.height >= 0 else {
+                throw LabelFileError(path: path, reason: "line \(number + 1): negative box size")
+            }
+            result.append(Detection(box: box, score: numbers.count == 5 ? numbers[4] : 1))
+        }
+        return result
+    }
+
+    /// Reads a YOLO label file; boxes only (any score column is ignored).
+    public static func readBoxes(_ url: URL) throws(LabelFileError) -> [BoundingBox] {
+        try readDetections(url).map(\.box)
+    }
+
+    /// Reads a YOLO file with optional scores (a missing score counts as 1).
+    public static func readDetections(_ url: URL) throws(LabelFileError) -> [Detection] {
+        let text: String
+        do {
+            text = try String(contentsOf: url, encoding: .utf8)
+        } catch {
+            let exists = FileManager.default.fileExists(atPath: url.path)
+            throw LabelFileError(path: url.path, reason: exists ? error.localizedDescription : "no such file")
+        }
+        return try parse(text, path: url.path)
+    }
+
+    /// YOLO text for boxes (six decimals), one line each; with scores when given detections.
+    public static func format(_ boxes: [BoundingBox]) -> String {
+        boxes.map { b in
+            "\(b.classIndex) " + [b.centerX, b.centerY, b.width, b.height].map { String(format: "%.6f", $0) }.joined(separator: " ")
+        }.joined(separator: "\n") + (boxes.isEmpty ? "" : "\n")
+    }
+
+    /// Writes boxes as a YOLO label file.
+    public static func write(_ boxes: [BoundingBox], to url: URL) throws(LabelFileError) {
+        do {
+            try format(boxes).write(to: url, atomically: true, encoding: .utf8)
+        } catch {
+            throw LabelFileError(path: url.path, reason: "cannot write: \(error.localizedDescription)")
+        }
+    }
+}
+
+/// Pascal VOC XML annotations (LLVIP, M3FD): `<size>` and `<object>` elements with `<name>` and
+/// `<bndbox>` in pixels (`xmin ymin xmax ymax`).
+public enum VOCAnnotation {
+    /// Class names of LLVIP.
+    public static let llvipClasses = ["person"]
+    /// Class names of M3FD, in the order of the common YOLO conversion.
+    public static let m3fdClasses = ["People", "Car", "Bus", "Motorcycle", "Lamp", "Truck"]
+
+    /// A parsed annotation: image size and boxes normalised by it.
+    public struct Parsed: Sendable, Equatable {
+        /// Image width from `<size>` (pixels).
+        public var imageWidth: Int
+        /// Image height from `<size>` (pixels).
+        public var imageHeight: Int
+        /// Boxes, normalised.
+        public var boxes: [BoundingBox]
+        /// Objects whose `<difficult>` flag is 1 (they are in `boxes` too).
+        public var difficultCount: Int
+    }
+
+    /// Parses VOC XML; `classNames` maps object names (case-insensitive) to class indices.
+    /// When the XML has no `<size>`, pass the image size in `imageSize`.
+    public static func parse(_ data: Data, classNames: [String], imageSize: (width: Int, height: Int)? = nil,
+                             path: String = "<memory>") throws(LabelFileError) -> Parsed {
+        let collector = VOCCollector()
+        let parser = XMLParser(data: data)
+        parser.delegate = collector
+        guard parser.parse() else {
+            let reason = parser.parserError.map { "malformed XML (\($0.localizedDescription))" } ?? "malformed XML"
+            throw LabelFileError(path: path, reason: reason)
+        }
+        let width = collector.width ?? imageSize?.width ?? 0
+        let height = collector.height ?? imageSize?.height ?? 0
+        guard width > 0, height > 0 else {
+            throw LabelFileError(path: path, reason: "no <size> with positive width and height")
+        }
+        let lowered = classNames.map { $0.lowercased() }
+        var boxes: [BoundingBox] = []
+        var difficult = 0
+        for object in collector.objects {
+            guard let index = lowered.firstIndex(of: object.name.lowercased()) else {
+                throw LabelFileError(path: path, reason: "unknown class '\(object.name)' (known: \(classNames.joined(separator: ", ")))")
+            }
+            guard let x0 = object.xmin, let y0 = object.ymin, let x1 = object.xmax, let y1 = object.ymax, x1 >= x0, y1 >= y0 else {
+                throw LabelFileError(path: path, reason: "object '\(object.name)' has an incomplete or inverted <bndbox>")
+            }
+            if object.difficult { difficult += 1 }
+            boxes.append(BoundingBox(classIndex: index, minX: x0 / Double(width), minY: y0 / Double(height),
+                                     maxX: x1 / Double(width), maxY: y1 / Double(height)))
+        }
+        return Parsed(imageWidth: width, imageHeight: height, boxes: boxes, difficultCount: difficult)
+    }
+
+    /// Reads a VOC XML file; see ``parse(_:classNames:imageSize:path:)``.
+    public static func read(_ url: URL, classNames: [String], imageSize: (width: Int, height: Int)? = nil) throws(LabelFileError) -> Parsed {
+        let data: Data
+        do {
+            data = try Data(contentsOf: url)
+        } catch {
+            let exists = FileManager.default.fileExists(atPath: url.path)
+            throw LabelFileError(path: url.path, reason: exists ? error.localizedDescription : "no such file")
+        }
+        return try parse(data, classNames: classNames, imageSize: imageSize, path: url.path)
+    }
+}
+
+/// Collects the fields of a VOC annotation during XML parsing.
+private final class VOCCollector: NSObject, XMLParserDelegate {
+    struct Object {
+        var name = ""
+        var xmin: Double?
+        var ymin: Double?
+        var xmax: Double?
+        var ymax: Double?
+        var difficult = false
+    }
+
+    var width: Int?
+    var height: Int?
+    var objects: [Object] = []
+    private var path: [String] = []
+    private var text = ""
+    private var current: Object?
+
+    func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
+                qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
+        path.append(elementName)
+        text = ""
+        if elementName == "object" { current = Object() }
+    }
+
+    func parser(_ parser: XMLParser, foundCharacters string: String) {
+        text += string
+    }
+
+    func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
+        let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let parent = path.count >= 2 ? path[path.count - 2] : ""
+        switch (parent, elementName) {
+        case ("size", "width"): width = Int(Double(value) ?? 0)
+        case ("size", "height"): height = Int(Double(value) ?? 0)
+        case ("object", "name"): current?.name = value
+        case ("object", "difficult"): current?.difficult = value == "1"
+        case ("bndbox", "xmin"): current?.xmin = Double(value)
+        case ("bndbox", "ymin"): current?.ymin = Double(value)
+        case ("bndbox", "xmax"): current?.xmax = Double(value)
+        case ("bndbox", "ymax"): current?.ymax = Double(value)
+        case (_, "object"):
+            if let current { objects.append(current) }
+            current = nil
+        default: break
+        }
+        path.removeLast()
+        text = ""
+    }
+}
