@@ -57,3 +57,11 @@ extension Module {
         return state
     }
 }
+
+/// Common aliases of redundant keys in published checkpoints.
+public enum StateDictAliases {
+    /// `X.conv.weight` duplicating `X.weight` (ReFusion/TDFusion files store each conv twice).
+    public static func convDuplicates(_ key: String) -> String? {
+        key.hasSuffix(".conv.weight") ? String(key.dropLast(".conv.weight".count)) + ".weight" : nil
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+
+/// One finished optimisation step, as logged to `log.jsonl` and shown on the progress bar.
+public struct StepRecord: Sendable, Codable {
+    /// `meta` (an update of G) or `fusion` (an update of F and T).
+    public var phase: String
+    public var epoch: Int
+    /// Index of the step within its phase and epoch.
+    public var step: Int
+    /// Steps finished since the start of training.
+    public var globalStep: Int
+    /// Fusion loss L_f.
+    public var fusionLoss: Double
+    /// Task loss of T on F(x) (the inner step of a meta step; T's own step in the fusion phase).
+    public var innerTaskLoss: Double?
+    /// Task loss of T'(F'(x')) on the meta-test batch.
+    public var outerTaskLoss: Double?
+    /// Norm of the hypergradient of G.
+    public var hypergradientNorm: Double?
+    /// Learning rates of F, T and G.
+    public var learningRates: [String: Double]
+    /// Wall time of the step.
+    public var seconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case phase, epoch, step, seconds
+        case globalStep = "global_step"
+        case fusionLoss = "L_f"
+        case innerTaskLoss = "L_t_inner"
+        case outerTaskLoss = "L_t_outer"
+        case hypergradientNorm = "hypergradient_norm"
+        case learningRates = "lr"
+    }
+}
+
+/// What happened at the end of an epoch.
+public struct EpochSummary: Sendable, Codable {
+    public var epoch: Int
+    /// Mean fusion loss of the fusion phase.
+    public var meanFusionLoss: Double
+    /// Mean task loss of the fusion phase.
+    public var meanTaskLoss: Double
+    /// The task metric on the evaluation pairs (mIoU or mAP50, in percent), when evaluated.
+    public var taskMetric: Double?
+    /// Whether this epoch gave the best checkpoint so far.
+    public var isBest: Bool
+}
+
+/// Receives training progress (the CLI shows it as a progress bar or plain lines).
+public protocol TrainingObserver: AnyObject {
+    /// Training is about to run `totalSteps` steps, starting after `completedSteps` (on resume).
+    func trainingWillStart(totalSteps: Int, completedSteps: Int)
+    /// A step finished.
+    func stepDidFinish(_ record: StepRecord)
+    /// An epoch finished.
+    func epochDidFinish(_ summary: EpochSummary)
+    /// A message for the user.
+    func note(_ message: String)
+}
+
+/// An observer that ignores everything.
+public final class SilentTrainingObserver: TrainingObserver {
+    public init() {}
+    public func trainingWillStart(totalSteps: Int, completedSteps: Int) {}
+    public func stepDidFinish(_ record: StepRecord) {}
+    public func epochDidFinish(_ summary: EpochSummary) {}
+    public func note(_ message: String) {}
+}
+
+/// Errors that stop training.
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    /// A loss or gradient became NaN or infinite.
+    case nonFinite(quantity: String, phase: String, epoch: Int, step: Int, lastCheckpoint: String?)
+    /// `--resume` without a checkpoint to resume from.
+    case nothingToResume(directory: String)
+    /// The run directory holds a different recipe than the one given.
+    case recipeMismatch(directory: String)
+    /// Data problems (too few pairs for a batch, missing labels the task needs).
+    case data(String)
+
+    public var description: String {
+        switch self {
+        case .nonFinite(let quantity, let phase, let epoch, let step, let checkpoint):
+            let kept = checkpoint.map { "; the last good checkpoint is \($0)" } ?? "; no checkpoint was written yet"
+            return "\(quantity) is not finite in the \(phase) phase at epoch \(epoch + 1), step \(step + 1): training stopped\(kept)"
+        case .nothingToResume(let directory):
+            return "nothing to resume in \(directory): no checkpoints/last.safetensors"
+        case .recipeMismatch(let directory):
+            return "the run directory \(directory) was started with a different recipe; use another --out or the same recipe"
+        case .data(let message):
+            return message
+        }
+    }
+}
+
+/// Appends step records to `log.jsonl`, one JSON object per line.
+final class TrainingLog {
+    private let handle: FileHandle
+    private let encoder: JSONEncoder
+
+    init(url: URL, truncate: Bool) throws {
+        if truncate || !FileManager.default.fileExists(atPath: url.path) {
+            _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        }
+        handle = try FileHandle(forWritingTo: url)
+        handle.seekToEndOfFile()
+        encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+    }
+
+    func append(_ record: StepRecord) {
+        if let data = try? encoder.encode(record) {
+            handle.write(data)
+            handle.write(Data("\n".utf8))
+        }
+    }
+
+    deinit { try? handle.close() }
+}
