@@ -1,0 +1,114 @@
+import ArgumentParser
+import Foundation
+import FuseKit
+
+/// `fusekit fuse`: fuse one pair or two folders of pairs with trained weights.
+struct FuseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fuse",
+        abstract: "Fuse infrared-visible pairs with a trained fusion network.",
+        discussion: """
+        Writes OUT/gray/STEM.png (the fused luma, 8-bit) and, when a source is in colour, OUT/rgb/STEM.png \
+        (the visible chroma put back, fused chroma when both are colour). --weights takes the network's own \
+        weights (official names; see the README for converting an official .pth) or a FuseKit checkpoint.
+        """)
+
+    @Option(help: "Weights: a safetensors file with the fusion network's parameters, or a FuseKit checkpoint.")
+    var weights: String?
+
+    @Option(help: "The fusion plugin.")
+    var model = "restormer-fusion"
+
+    @Option(name: .customLong("param"), help: "A plugin parameter as KEY=VALUE (repeatable), e.g. --param dim=16.")
+    var parameters: [String] = []
+
+    @Option(help: "An infrared image, or a folder of them.")
+    var ir: String
+
+    @Option(help: "The visible image, or a folder of them (paired by file stem).")
+    var vis: String
+
+    @Option(help: "Output folder.")
+    var out: String
+
+    @Flag(help: "Do not min-max normalise the fused image (the official code does).")
+    var noNormalize = false
+
+    func validate() throws {
+        guard weights != nil else {
+            throw ValidationError("fuse needs --weights FILE.safetensors: FuseKit bundles and downloads no weights. Train with 'fusekit train' or convert official weights (README, 'Fusing with official weights').")
+        }
+    }
+
+    static func pluginParameters(_ items: [String]) throws -> PluginParameters {
+        var values: [String: ParameterValue] = [:]
+        for item in items {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--param expects KEY=VALUE, got '\(item)'") }
+            if let i = Int(parts[1]) { values[parts[0]] = .int(i) }
+            else if let d = Double(parts[1]) { values[parts[0]] = .double(d) }
+            else if let b = Bool(parts[1]) { values[parts[0]] = .bool(b) }
+            else { values[parts[0]] = .string(parts[1]) }
+        }
+        return PluginParameters(values)
+    }
+
+    /// The fusion network's weights from plain weights or a FuseKit checkpoint.
+    static func loadWeights(_ path: String, for fusion: any FusionNet) throws -> ModelState {
+        let url = URL(fileURLWithPath: path)
+        let (tensors, metadata) = try SafeTensors.read(from: url)
+        if metadata.keys.contains(where: { $0.hasPrefix("fusekit.") }) {
+            let checkpoint = try Checkpoint.load(from: url)
+            guard let stored = checkpoint.models[ModelRole.fusion] else {
+                throw ValidationError("\(path) is a FuseKit checkpoint without a fusion model")
+            }
+            return try fusion.loadState(from: stored.stateDict)
+        }
+        do {
+            return try fusion.loadState(from: tensors, alias: StateDictAliases.convDuplicates)
+        } catch let error as StateDictError {
+            throw ValidationError("\(path) does not fit \(type(of: fusion)): \(error)")
+        }
+    }
+
+    func run() throws {
+        let registry = StandardPlugins.registry()
+        let fusion = try registry.makeFusion(model, try Self.pluginParameters(parameters))
+        let state = try Self.loadWeights(weights!, for: fusion)
+        let fuser = Fuser(fusion: fusion, state: state, normalizes: !noNormalize)
+        let irURL = URL(fileURLWithPath: ir), visURL = URL(fileURLWithPath: vis)
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: ir, isDirectory: &isFolder) else { throw ValidationError("no such file or folder: \(ir)") }
+        var pairs: [(name: String, infrared: URL, visible: URL)]
+        if isFolder.boolValue {
+            let dataset = try PairedDataset(infraredFolder: irURL, visibleFolder: visURL)
+            for problem in dataset.problems { FileHandle.standardError.write(Data("warning: \(problem)\n".utf8)) }
+            pairs = dataset.pairs.map { ($0.name, $0.infrared, $0.visible) }
+        } else {
+            guard FileManager.default.fileExists(atPath: vis) else { throw ValidationError("no such file: \(vis)") }
+            pairs = [(irURL.deletingPathExtension().lastPathComponent, irURL, visURL)]
+        }
+        let outURL = URL(fileURLWithPath: out)
+        let grayFolder = outURL.appendingPathComponent("gray"), rgbFolder = outURL.appendingPathComponent("rgb")
+        try FileManager.default.createDirectory(at: grayFolder, withIntermediateDirectories: true)
+        let progress = ProgressBar(total: pairs.count, label: "fuse", unit: "img")
+        var written = 0
+        for (i, pair) in pairs.enumerated() {
+            let infrared = try Image(contentsOf: pair.infrared), visible = try Image(contentsOf: pair.visible)
+            guard infrared.width == visible.width && infrared.height == visible.height else {
+                progress.log("skipping \(pair.name): \(pair.infrared.path) is \(infrared.width)x\(infrared.height), \(pair.visible.path) is \(visible.width)x\(visible.height)")
+                continue
+            }
+            let output = fuser.fuse(infrared: infrared, visible: visible)
+            try output.gray.write(to: grayFolder.appendingPathComponent(pair.name + ".png"))
+            if let color = output.color {
+                try FileManager.default.createDirectory(at: rgbFolder, withIntermediateDirectories: true)
+                try color.write(to: rgbFolder.appendingPathComponent(pair.name + ".png"))
+            }
+            written += 1
+            progress.update(completed: i + 1, status: pair.name)
+        }
+        progress.finish()
+        print("fused \(written) of \(pairs.count) pairs into \(outURL.path)")
+    }
+}

@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import FuseKit
+
+/// `fusekit recipe check FILE`.
+struct RecipeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "recipe", abstract: "Work with recipes.",
+                                                    subcommands: [Check.self])
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check",
+            abstract: "Validate a recipe (keys, types, plugin names and parameters, data) without training.")
+
+        @Argument(help: "The recipe (YAML).")
+        var file: String
+
+        @Option(help: "Dataset root, overriding the recipe's data.root.")
+        var data: String?
+
+        @Flag(help: "Only check the recipe and plugins, not the dataset on disk.")
+        var skipData = false
+
+        func run() throws {
+            let recipe = try Recipe.load(from: URL(fileURLWithPath: file))
+            let registry = StandardPlugins.registry()
+            var summary = ["\(file): ok"]
+            if skipData {
+                _ = try registry.makeFusion(recipe.fusion.plugin, recipe.fusion.parameters)
+                if recipe.fusionLoss.weights == .learned {
+                    _ = try registry.makeLossGenerator(recipe.lossGenerator.plugin, recipe.lossGenerator.parameters)
+                }
+                _ = try registry.makeTask(recipe.task.model.plugin, recipe.task.model.parameters)
+            } else {
+                let setup = try TrainingSetup.make(recipe: recipe, registry: registry, dataRoot: data)
+                summary.append("  data: \(setup.trainSource.count) training pairs, \(setup.testSource.count) test pairs")
+            }
+            summary.append("  fusion: \(recipe.fusion.plugin), loss generator: \(recipe.fusionLoss.weights == .fixed ? "none (fixed w = 1/2)" : recipe.lossGenerator.plugin), task: \(recipe.task.model.plugin)")
+            summary.append("  \(recipe.training.epochs) epochs, \(recipe.training.metaSteps) meta steps per epoch, hypergradient \(recipe.training.hypergradient.rawValue)")
+            print(summary.joined(separator: "\n"))
+        }
+    }
+}
+
+/// `fusekit plugins`.
+struct PluginsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "plugins", abstract: "List the registered plugins and their parameters.")
+
+    func run() {
+        for d in StandardPlugins.registry().all {
+            print("\(d.name) (\(d.kind.rawValue)): \(d.summary)")
+            for p in d.parameters {
+                print("    \(p.name): \(p.type.rawValue), default \(p.defaultValue) — \(p.help)")
+            }
+        }
+    }
+}

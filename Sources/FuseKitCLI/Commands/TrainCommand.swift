@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import FuseKit
+
+/// `fusekit train RECIPE`: TDFusion meta-training from a recipe.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a fusion net, a loss generator and a task net with TDFusion's meta-learning.",
+        discussion: """
+        The run directory gets the resolved recipe, log.jsonl (one line per step), checkpoints/ (last and best), \
+        previews/ (fused images and w_a heat maps per epoch, loss curves), fused/ test images and metrics.json/metrics.md.
+        """)
+
+    @Argument(help: "The recipe (YAML), e.g. recipes/tdfusion-msrs-segformer.yaml.")
+    var recipe: String
+
+    @Option(help: "Dataset root, overriding the recipe's data.root.")
+    var data: String?
+
+    @Option(help: "Run directory (default: runs/<recipe name>).")
+    var out: String?
+
+    @Flag(help: "Continue from the run directory's last checkpoint.")
+    var resume = false
+
+    @Option(name: .customLong("stop-after"), help: "Stop after this many steps (writing a checkpoint to resume from).")
+    var stopAfter: Int?
+
+    func run() throws {
+        let url = URL(fileURLWithPath: recipe)
+        let parsed = try Recipe.load(from: url)
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let setup = try TrainingSetup.make(recipe: parsed, registry: StandardPlugins.registry(), dataRoot: data)
+        let directory = URL(fileURLWithPath: out ?? "runs/\(parsed.name)")
+        let progress = TrainingProgress(label: parsed.name, epochs: parsed.training.epochs)
+        let trainer = try MetaTrainer(setup: setup, runDirectory: directory, observer: progress)
+        let result = try trainer.run(resume: resume, recipeText: text, stopAfter: stopAfter)
+        progress.finish()
+        guard let result else {
+            print("stopped after \(stopAfter ?? 0) steps; continue with: fusekit train \(recipe) --out \(directory.path) --resume")
+            return
+        }
+        print(MetricsTable.markdown(fusion: result.fusion, task: result.task), terminator: "")
+        print("run directory: \(directory.path)")
+    }
+}
