@@ -19,7 +19,8 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
 
         // Core, layered: tensor -> nn -> image/metrics -> framework -> CLI.
-        .target(name: "FuseKitTensor", dependencies: ["CBLAS"]),
+        .target(name: "CFuseKitKernels"),
+        .target(name: "FuseKitTensor", dependencies: ["CBLAS", "CFuseKitKernels"]),
         .target(name: "FuseKitNN", dependencies: ["FuseKitTensor"]),
         .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG"]),
         .target(name: "FuseKitImage", dependencies: ["FuseKitTensor", "CImageCodecs"]),
@@ -31,15 +32,19 @@ let package = Package(
 
         // Model plugins: one target each, depending on the core only.
         .target(name: "RestormerFusion", dependencies: ["FuseKit"], path: "Plugins/RestormerFusion"),
+        .target(name: "SegFormerTask", dependencies: ["FuseKit"], path: "Plugins/SegFormerTask"),
+        .target(name: "YOLOTask", dependencies: ["FuseKit"], path: "Plugins/YOLOTask"),
 
         .executableTarget(
             name: "FuseKitCLI",
-            dependencies: ["FuseKit", "RestormerFusion", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "FuseKitTensorTests", dependencies: ["FuseKitTensor"]),
         .testTarget(name: "FuseKitTests", dependencies: ["FuseKit", "RestormerFusion"]),
         .testTarget(name: "FuseKitNNTests", dependencies: ["FuseKitNN"], exclude: ["Fixtures"]),
         .testTarget(name: "RestormerFusionTests", dependencies: ["RestormerFusion", "FuseKit"], exclude: ["Fixtures"]),
+        .testTarget(name: "SegFormerTaskTests", dependencies: ["SegFormerTask", "FuseKit"], exclude: ["Fixtures"]),
+        .testTarget(name: "YOLOTaskTests", dependencies: ["YOLOTask", "FuseKit"], exclude: ["Fixtures"]),
         .testTarget(name: "FuseKitImageTests", dependencies: ["FuseKitImage"]),
         .testTarget(name: "FuseKitMetricsTests", dependencies: ["FuseKitMetrics", "FuseKitImage"]),
         .testTarget(name: "FuseKitDataTests", dependencies: ["FuseKitData", "FuseKitImage"]),

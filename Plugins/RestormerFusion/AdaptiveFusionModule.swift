@@ -46,16 +46,19 @@ struct AdaptiveFusionModule: Module {
     }
 
     func callAsFunction(_ x1: Tensor, _ x2: Tensor, _ p: Scope) -> Tensor {
-        let a = qkv1Depthwise(qkv1(x1, p.child("qkv1")), p.child("qkv1_dwconv")).chunked(3, axis: 1)
-        let b = qkv2Depthwise(qkv2(x2, p.child("qkv2")), p.child("qkv2_dwconv")).chunked(3, axis: 1)
+        let a = TransposedAttention.queriesKeysValues(x1, qkv1, qkv1Depthwise, p.child("qkv1"), p.child("qkv1_dwconv"), dim: dim)
+        let b = TransposedAttention.queriesKeysValues(x2, qkv2, qkv2Depthwise, p.child("qkv2"), p.child("qkv2_dwconv"), dim: dim)
         let out1 = AttentionFunctions.channelAttention(q: b[0], k: a[1], v: a[2], heads: heads, temperature: p["temperature1"])
         let out2 = AttentionFunctions.channelAttention(q: a[0], k: b[1], v: b[2], heads: heads, temperature: p["temperature2"])
         let y1 = x1 + projectMid1(out1, p.child("project_mid1"))
         let y2 = x2 + projectMid2(out2, p.child("project_mid2"))
         let out = Tensor.concat([y1, y2], axis: 1)
-        let gates = projectEDepthwise(projectE(out, p.child("project_E")), p.child("project_E_d")).chunked(2, axis: 1)
-        let e1 = gates[0].gelu() * projectE1Depthwise(projectE1(y1, p.child("project_E1")), p.child("project_E1_d"))
-        let e2 = gates[1].gelu() * projectE2Depthwise(projectE2(y2, p.child("project_E2")), p.child("project_E2_d"))
+        let gates = (0..<2).map { part -> Tensor in
+            let range = (part * 4 * dim)..<((part + 1) * 4 * dim)
+            return projectEDepthwise(projectE(out, p.child("project_E"), outputs: range), p.child("project_E_d"), outputs: range)
+        }
+        let e1 = Tensor.geluGate(gates[0], projectE1Depthwise(projectE1(y1, p.child("project_E1")), p.child("project_E1_d")))
+        let e2 = Tensor.geluGate(gates[1], projectE2Depthwise(projectE2(y2, p.child("project_E2")), p.child("project_E2_d")))
         return out + projectOut1(e1, p.child("project_out1")) + projectOut2(e2, p.child("project_out2"))
     }
 }

@@ -27,8 +27,12 @@ struct GatedFeedForward: UnaryModule {
     }
 
     func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        let halves = depthwise(projectIn(x, p.child("project_in")), p.child("dwconv")).chunked(2, axis: 1)
-        return projectOut(halves[0].gelu() * halves[1], p.child("project_out"))
+        let hidden = projectOut.inChannels
+        let halves = (0..<2).map { part -> Tensor in
+            let range = (part * hidden)..<((part + 1) * hidden)
+            return depthwise(projectIn(x, p.child("project_in"), outputs: range), p.child("dwconv"), outputs: range)
+        }
+        return projectOut(Tensor.geluGate(halves[0], halves[1]), p.child("project_out"))
     }
 }
 

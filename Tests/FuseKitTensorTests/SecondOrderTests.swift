@@ -98,3 +98,29 @@ import Testing
         #expect(second.vjpError < 1e-2 && second.identityError > 0.1)
     }
 }
+
+/// Fused operations: equal to their composite definitions, and differentiable to second order.
+@Suite struct FusedOpTests {
+    @Test func channelLayerNormMatchesCompositeAndDifferentiates() {
+        let x = Random.normal([2, 5, 3, 4], seed: 1) * 2 + 0.5
+        let w = Random.uniform([5], seed: 2, 0.5, 1.5), b = Random.normal([5], seed: 3)
+        let fused = Tensor.channelLayerNorm(x, weight: w, bias: b, eps: 1e-5)
+        let mean = x.mean(axis: 1, keepDims: true)
+        let variance = ((x - mean) * (x - mean)).mean(axis: 1, keepDims: true)
+        let composite = (x - mean) / (variance + 1e-5).sqrt() * w.reshaped([1, 5, 1, 1]) + b.reshaped([1, 5, 1, 1])
+        expectClose(fused, composite, tolerance: 2e-6)
+        expectPasses(GradientCheck.check("channelLayerNorm", inputs: [x, w, b]) { Tensor.channelLayerNorm($0[0], weight: $0[1], bias: $0[2], eps: 1e-5) })
+        expectPasses(GradientCheck.check("channelLayerNorm no bias", inputs: [x, w]) { Tensor.channelLayerNorm($0[0], weight: $0[1], bias: nil, eps: 1e-5) })
+        let u = Random.normal([2, 5, 3, 4], seed: 4)
+        expectPasses(GradientCheck.checkSecondOrder("channelLayerNorm", inputs: [x, w, b]) {
+            (Tensor.channelLayerNorm($0[0], weight: $0[1], bias: $0[2], eps: 1e-5).tanh() * u).sum()
+        })
+    }
+
+    @Test func geluGateMatchesCompositeAndDifferentiates() {
+        let a = Random.normal([2, 3, 4, 5], seed: 5), b = Random.normal([2, 3, 4, 5], seed: 6)
+        expectClose(Tensor.geluGate(a, b), a.gelu() * b, tolerance: 1e-6)
+        expectPasses(GradientCheck.check("geluGate", inputs: [a, b]) { Tensor.geluGate($0[0], $0[1]) })
+        expectPasses(GradientCheck.checkSecondOrder("geluGate", inputs: [a, b]) { Tensor.geluGate($0[0], $0[1]).pow(2).sum() })
+    }
+}

@@ -43,9 +43,18 @@ public struct TransposedAttention: UnaryModule {
     }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        let parts = qkvDepthwise(qkv(x, p.child("qkv")), p.child("qkv_dwconv")).chunked(3, axis: 1)
+        let parts = Self.queriesKeysValues(x, qkv, qkvDepthwise, p.child("qkv"), p.child("qkv_dwconv"), dim: dim)
         let out = AttentionFunctions.channelAttention(q: parts[0], k: parts[1], v: parts[2], heads: heads, temperature: p["temperature"])
         return projectOut(out, p.child("project_out"))
+    }
+
+    /// q, k, v = chunk(dwconv(conv1x1(x)), 3), each computed on its own channel range (the same
+    /// values, without copying the 3·dim-channel activation).
+    public static func queriesKeysValues(_ x: Tensor, _ pointwise: Conv2d, _ depthwise: Conv2d, _ pp: Scope, _ dp: Scope, dim: Int) -> [Tensor] {
+        (0..<3).map { part in
+            let range = (part * dim)..<((part + 1) * dim)
+            return depthwise(pointwise(x, pp, outputs: range), dp, outputs: range)
+        }
     }
 }
 

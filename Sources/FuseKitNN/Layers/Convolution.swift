@@ -49,6 +49,32 @@ public struct Conv2d: UnaryModule {
         Tensor.conv2d(x, p["weight"], bias: hasBias ? p["bias"] : nil, stride: stride, padding: padding,
                       dilation: dilation, groups: groups)
     }
+
+    /// Only the output channels `outputs` (the same values as slicing the full output, without
+    /// computing or copying the rest). For a grouped convolution the input must be the matching
+    /// input channels: of a depthwise one, the same range.
+    public func callAsFunction(_ x: Tensor, _ p: Scope, outputs: Range<Int>) -> Tensor {
+        if outputs.count == outChannels { return self(x, p) }
+        let weight = p["weight"].sliced(axis: 0, outputs)
+        let bias = hasBias ? p["bias"].sliced(axis: 0, outputs) : nil
+        let outPerGroup = outChannels / groups
+        let sliceGroups: Int
+        if groups == 1 {
+            sliceGroups = 1
+        } else {
+            require(outputs.lowerBound % outPerGroup == 0 && outputs.count % outPerGroup == 0,
+                    "Conv2d: output channels \(outputs) do not cover whole groups of \(outPerGroup)")
+            sliceGroups = outputs.count / outPerGroup
+        }
+        return Tensor.conv2d(x, weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: sliceGroups)
+    }
+
+    /// The output split into `parts` equal channel ranges, each computed on its own (a 1x1 conv
+    /// then chunk, without copying activations).
+    public func chunks(_ x: Tensor, _ p: Scope, _ parts: Int) -> [Tensor] {
+        let size = outChannels / parts
+        return (0..<parts).map { self(x, p, outputs: ($0 * size)..<(($0 + 1) * size)) }
+    }
 }
 
 /// Transposed 2-D convolution, PyTorch's `nn.ConvTranspose2d` (weight [in, out/groups, kH, kW]).

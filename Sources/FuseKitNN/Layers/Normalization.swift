@@ -12,10 +12,7 @@ public enum Normalize {
 
     /// Per-pixel LayerNorm over the channels of NCHW (Restormer's `LayerNorm(dim, 'WithBias')`).
     public static func channelLayerNorm(_ x: Tensor, weight: Tensor, bias: Tensor?, eps: Float) -> Tensor {
-        require(x.rank == 4, "channelLayerNorm: input must be [N, C, H, W], got \(Shape.describe(x.shape))")
-        let c = x.shape[1]
-        let y = standardize(x, axes: [1], eps: eps) * weight.reshaped([1, c, 1, 1])
-        return bias.map { y + $0.reshaped([1, c, 1, 1]) } ?? y
+        Tensor.channelLayerNorm(x, weight: weight, bias: bias, eps: eps)
     }
 }
 

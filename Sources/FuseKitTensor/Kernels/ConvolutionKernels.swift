@@ -1,3 +1,5 @@
+import CFuseKitKernels
+
 /// The sizes of a 2-D convolution (cross-correlation, as PyTorch's `conv2d`).
 public struct ConvGeometry: Sendable, Equatable, CustomStringConvertible {
     public var batch, inChannels, outChannels, inHeight, inWidth: Int
@@ -253,7 +255,11 @@ enum Depthwise3x3 {
             let src = px.base + p * h * wd
             let dst = py.base + p * h * wd
             k.withUnsafeBufferPointer { kb in
-                row3x3(src, dst, h, wd, kb.baseAddress!)
+                if NativeKernels.enabled {
+                    fk_depthwise3x3_plane(src, dst, h, wd, kb.baseAddress!)
+                } else {
+                    row3x3(src, dst, h, wd, kb.baseAddress!)
+                }
             }
         }
     }
@@ -297,6 +303,16 @@ enum Depthwise3x3 {
         let pw = SendablePointer(dw)
         Parallel.forEach(g.inChannels, itemCost: g.batch * h * w * 9) { c in
             var acc = [Double](repeating: 0, count: 9)
+            if NativeKernels.enabled {
+                acc.withUnsafeMutableBufferPointer { a in
+                    for b in 0..<g.batch {
+                        let plane = (b * g.inChannels + c) * h * w
+                        fk_depthwise3x3_weight_gradient_plane(px.base + plane, pg.base + plane, h, w, a.baseAddress!)
+                    }
+                }
+                for i in 0..<9 { pw.base[c * 9 + i] = Float(acc[i]) }
+                return
+            }
             for b in 0..<g.batch {
                 let plane = (b * g.inChannels + c) * h * w
                 let xs = px.base + plane, gs = pg.base + plane

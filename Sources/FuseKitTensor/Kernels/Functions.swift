@@ -104,6 +104,10 @@ extension Kernels {
             return positive + log1p.replacing(with: t, where: u .== 1)
         }
     }
+    /// gelu(a) · b.
+    @usableFromInline enum GeluGate: BinaryVectorFunction {
+        @inlinable static func apply(_ a: V8, _ b: V8) -> V8 { Gelu.apply(a) * b }
+    }
     /// x * sigmoid(x).
     @usableFromInline enum Silu: UnaryVectorFunction { @inlinable static func apply(_ x: V8) -> V8 { x * VectorMath.sigmoid(x) } }
 

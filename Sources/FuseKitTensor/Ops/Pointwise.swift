@@ -1,9 +1,11 @@
+import CFuseKitKernels
+
 // Pointwise functions and activations, each with reverse and forward rules in tensor operations.
 
 extension Tensor {
     /// e^x.
     public func exp() -> Tensor {
-        Tensor.mapRaw(self, Fn.Exp.self).recorded(op: "exp", inputs: [self], savesOutput: true,
+        Tensor.mapRaw(self, Fn.Exp.self, native: { fk_exp($0, $1, $2) }).recorded(op: "exp", inputs: [self], savesOutput: true,
             pullback: { g, y, _ in [g * y] }, tangent: { t, y in t[0].map { $0 * y } })
     }
 
@@ -69,7 +71,7 @@ extension Tensor {
     /// Exact GELU, x * Phi(x) with the erf form (PyTorch's default).
     public func gelu() -> Tensor {
         let x = self
-        return Tensor.mapRaw(x, Fn.Gelu.self).recorded(op: "gelu", inputs: [x], pullback: { g, _, _ in
+        return Tensor.mapRaw(x, Fn.Gelu.self, native: { fk_gelu($0, $1, $2) }).recorded(op: "gelu", inputs: [x], pullback: { g, _, _ in
             [g * x.geluDerivative()]
         }, tangent: { t, _ in t[0].map { $0 * x.geluDerivative() } })
     }
@@ -78,7 +80,7 @@ extension Tensor {
     public func geluDerivative() -> Tensor {
         let x = self
         let second: @Sendable (Tensor) -> Tensor = { x in (x * x * -0.5).exp() * 0.3989422804014327 * (2 - x * x) }
-        return Tensor.mapRaw(x, Fn.GeluDerivative.self).recorded(op: "geluDerivative", inputs: [x],
+        return Tensor.mapRaw(x, Fn.GeluDerivative.self, native: { fk_gelu_derivative($0, $1, $2) }).recorded(op: "geluDerivative", inputs: [x],
             pullback: { g, _, _ in [g * second(x)] }, tangent: { t, _ in t[0].map { $0 * second(x) } })
     }
 
@@ -86,7 +88,7 @@ extension Tensor {
     public func erf() -> Tensor {
         let x = self
         let derivative: @Sendable (Tensor) -> Tensor = { x in (x * x * -1).exp() * 1.1283791670955126 }
-        return Tensor.mapRaw(x, Fn.Erf.self).recorded(op: "erf", inputs: [x],
+        return Tensor.mapRaw(x, Fn.Erf.self, native: { fk_erf($0, $1, $2) }).recorded(op: "erf", inputs: [x],
             pullback: { g, _, _ in [g * derivative(x)] }, tangent: { t, _ in t[0].map { $0 * derivative(x) } })
     }
 

@@ -1,0 +1,45 @@
+#ifndef FUSEKIT_KERNELS_H
+#define FUSEKIT_KERNELS_H
+
+/// Compute-dense FuseKit kernels with AVX2 + FMA code paths, selected at run time.
+///
+/// Swift packages cannot enable AVX for their own code without unsafe compiler flags (which
+/// would make FuseKit unusable as a dependency), so the few kernels whose speed is bound by
+/// arithmetic rather than memory live here, compiled per function for AVX2 + FMA with the
+/// target attribute. Every function works on one contiguous range; the Swift side splits work
+/// over cores and falls back to its own SIMD code when `fk_has_avx2_fma()` is 0.
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// 1 when the CPU supports AVX2 and FMA (and the kernels below may be called).
+int fk_has_avx2_fma(void);
+
+/// y = gelu(x) = x * Phi(x) (exact erf form).
+void fk_gelu(const float *x, float *y, long n);
+/// y = d/dx gelu(x) = Phi(x) + x * phi(x).
+void fk_gelu_derivative(const float *x, float *y, long n);
+/// y = gelu(a) * b.
+void fk_gelu_gate(const float *a, const float *b, float *y, long n);
+/// da = g * b * gelu'(a), db = g * gelu(a); either output may be NULL.
+void fk_gelu_gate_backward(const float *g, const float *a, const float *b, float *da, float *db, long n);
+/// out = ta * b * gelu'(a) + tb * gelu(a); either tangent may be NULL (zero).
+void fk_gelu_gate_tangent(const float *ta, const float *tb, const float *a, const float *b, float *out, long n);
+/// y = erf(x).
+void fk_erf(const float *x, float *y, long n);
+/// y = exp(x).
+void fk_exp(const float *x, float *y, long n);
+
+/// One plane of a depthwise 3x3 cross-correlation, stride 1, zero padding 1: dst = src (*) k.
+void fk_depthwise3x3_plane(const float *src, float *dst, long height, long width, const float k[9]);
+/// Adds, for each of the 9 taps, sum over pixels of g[i, j] * x[i + ky - 1, j + kx - 1] to acc.
+void fk_depthwise3x3_weight_gradient_plane(const float *x, const float *g, long height, long width, double acc[9]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
