@@ -103,13 +103,14 @@ public enum RestormerFusionPlugin {
     }
 
     public static func register(in registry: inout PluginRegistry) {
+        let small = GradcheckSettings(parameters: ["dim": .int(4), "blocks": .int(1), "heads": .int(2)], inputSize: (6, 7))
         registry.registerFusion("restormer-fusion", summary: "TDFusion's fusion net (ReFusion: Restormer encoders, AFM mixing, Restormer decoder)",
-                                parameters: parameters) { p in
+                                parameters: parameters, gradcheck: small) { p in
             let c = try configuration(p)
             return RestormerFusion(dim: c.dim, blocks: c.blocks, heads: c.heads)
         }
         registry.registerLossGenerator("restormer-lpn", summary: "TDFusion's loss generator (LPN): Restormer encoders, softmax weights w_a, w_b",
-                                       parameters: parameters) { p in
+                                       parameters: parameters, gradcheck: small) { p in
             let c = try configuration(p)
             return RestormerLossGenerator(dim: c.dim, blocks: c.blocks, heads: c.heads)
         }

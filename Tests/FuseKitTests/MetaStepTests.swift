@@ -68,3 +68,32 @@ import Testing
         #expect((num / den).squareRoot() < 1e-2)
     }
 }
+
+/// The plugin gradient check (small steps, so that whole networks with kinks can be checked)
+/// still catches a rule that is a few percent off.
+@Suite struct PluginGradcheckTests {
+    /// A fusion net with one deliberately wrong derivative (its square's rules are 5% off).
+    struct SlightlyWrongFusion: FusionNet {
+        let conv = Conv2d(2, 1, kernelSize: 3)
+        var children: [(name: String, module: any Module)] { [("conv", conv)] }
+        func fuse(_ sources: Tensor, _ p: Scope) -> Tensor {
+            let x = conv(sources, p.child("conv")).leakyRelu(slope: 0.01)
+            let y = withoutGradient { x.detached() * x.detached() }
+            return y.recorded(op: "wrongSquare", inputs: [x], pullback: { g, _, _ in [g * x * 2.1] },
+                              tangent: { t, _ in t[0].map { $0 * x * 2.1 } })
+        }
+    }
+
+    @Test func restormerPluginsPassAndAWrongRuleFails() throws {
+        var registry = PluginRegistry()
+        RestormerFusionPlugin.register(in: &registry)
+        registry.registerFusion("slightly-wrong", summary: "test", parameters: []) { _ in SlightlyWrongFusion() }
+        for name in ["restormer-fusion", "restormer-lpn"] {
+            let kind: PluginKind = name == "restormer-fusion" ? .fusion : .lossGenerator
+            let report = try PluginGradcheck.check(try registry.descriptor(name, kind: kind), in: registry)
+            #expect(report.passed, "\(report)")
+        }
+        let wrong = try PluginGradcheck.check(try registry.descriptor("slightly-wrong", kind: .fusion), in: registry)
+        #expect(!wrong.passed, "\(wrong)")
+    }
+}

@@ -7,12 +7,31 @@ public enum PluginKind: String, Sendable, CaseIterable {
     case task
 }
 
+/// How `fusekit gradcheck` checks a plugin: a small configuration and input size (the defaults
+/// check the registered defaults on 8x8 sources, or 32x32 task inputs).
+public struct GradcheckSettings: Sendable {
+    /// Parameters of a small configuration of the plugin.
+    public var parameters: [String: ParameterValue]
+    /// Input height and width.
+    public var inputSize: (height: Int, width: Int)
+    /// Batch size.
+    public var batch: Int
+
+    public init(parameters: [String: ParameterValue] = [:], inputSize: (height: Int, width: Int) = (8, 8), batch: Int = 1) {
+        self.parameters = parameters
+        self.inputSize = inputSize
+        self.batch = batch
+    }
+}
+
 /// A registered plugin: its name in recipes, role, documentation and factory.
 public struct PluginDescriptor: Sendable {
     public let name: String
     public let kind: PluginKind
     public let summary: String
     public let parameters: [ParameterDoc]
+    /// The configuration `fusekit gradcheck` uses.
+    public let gradcheck: GradcheckSettings
     let factory: Factory
 
     enum Factory: Sendable {
@@ -36,20 +55,23 @@ public struct PluginRegistry: Sendable {
 
     /// Registers a fusion network.
     public mutating func registerFusion(_ name: String, summary: String, parameters: [ParameterDoc],
+                                        gradcheck: GradcheckSettings = GradcheckSettings(),
                                         make: @escaping @Sendable (PluginParameters) throws -> any FusionNet) {
-        add(PluginDescriptor(name: name, kind: .fusion, summary: summary, parameters: parameters, factory: .fusion(make)))
+        add(PluginDescriptor(name: name, kind: .fusion, summary: summary, parameters: parameters, gradcheck: gradcheck, factory: .fusion(make)))
     }
 
     /// Registers a loss generator.
     public mutating func registerLossGenerator(_ name: String, summary: String, parameters: [ParameterDoc],
-                                               make: @escaping @Sendable (PluginParameters) throws -> any LossGenerator) {
-        add(PluginDescriptor(name: name, kind: .lossGenerator, summary: summary, parameters: parameters, factory: .lossGenerator(make)))
+                                        gradcheck: GradcheckSettings = GradcheckSettings(),
+                                        make: @escaping @Sendable (PluginParameters) throws -> any LossGenerator) {
+        add(PluginDescriptor(name: name, kind: .lossGenerator, summary: summary, parameters: parameters, gradcheck: gradcheck, factory: .lossGenerator(make)))
     }
 
     /// Registers a task network.
     public mutating func registerTask(_ name: String, summary: String, parameters: [ParameterDoc],
-                                      make: @escaping @Sendable (PluginParameters) throws -> any TaskNet) {
-        add(PluginDescriptor(name: name, kind: .task, summary: summary, parameters: parameters, factory: .task(make)))
+                                        gradcheck: GradcheckSettings = GradcheckSettings(),
+                                        make: @escaping @Sendable (PluginParameters) throws -> any TaskNet) {
+        add(PluginDescriptor(name: name, kind: .task, summary: summary, parameters: parameters, gradcheck: gradcheck, factory: .task(make)))
     }
 
     private mutating func add(_ descriptor: PluginDescriptor) {

@@ -1,5 +1,6 @@
 import FuseKit
 import RestormerFusion
+import SegFormerTask
 
 /// The model workloads of `fusekit bench`, defined as shared/reference/bench_torch.py defines them.
 enum ModelWorkloads {
@@ -15,6 +16,35 @@ enum ModelWorkloads {
             let state = f.initialState(seed: 0)
             let x = random([1, 2, 480, 640], seed: 1)
             return { _ = withoutGradient { f.fuse(x, Scope(state)) } }
+        },
+        BenchWorkload(name: "fusion-train-2x256", summary: "one training step of F (forward, learnable loss with w = G(x) not differentiated, backward, Adam) on 2x2x256x256",
+                      defaultRuns: 5, flops: nil, bytes: nil) {
+            let f = RestormerFusion(), g = RestormerLossGenerator()
+            var fState = f.initialState(seed: 0)
+            let gState = g.initialState(seed: 1)
+            let x = random([2, 2, 256, 256], seed: 2)
+            let optimizer = Adam()
+            var optimizerState = OptimizerState()
+            let loss = FusionLoss()
+            return {
+                let w = withoutGradient { g.weights(x, Scope(gState)) }
+                let (_, gradient) = valueWithGradient(at: fState.parameters) { p in
+                    loss(fused: f.fuse(x, Scope(parameters: p)), sources: x, weights: w)
+                }
+                fState.parameters = optimizer.update(fState.parameters, gradients: gradient, state: &optimizerState, learningRate: 1e-4)
+            }
+        },
+        BenchWorkload(name: "meta-step-2x256", summary: "one exact meta step (inner virtual step with the graph to G, outer task loss of tiny-conv-seg on F'(x'), hypergradient of G) on 2x2x256x256",
+                      defaultRuns: 3, flops: nil, bytes: nil) {
+            let f = RestormerFusion(), g = RestormerLossGenerator(), t = TinyConvSegmenter(classes: 9)
+            let x = random([2, 2, 256, 256], seed: 2), x2 = random([2, 2, 256, 256], seed: 3)
+            var rng = RandomGenerator(seed: 4)
+            let labels = Tensor(shape: [2, 256, 256], scalars: (0..<(2 * 256 * 256)).map { _ in Float(rng.nextInt(below: 9)) })
+            let problem = MetaStepProblem(
+                fusion: f, lossGenerator: g, task: t, loss: FusionLoss(), fusionState: f.initialState(seed: 0),
+                generatorState: g.initialState(seed: 1), taskState: t.initialState(seed: 5), sources: x, nextSources: x2,
+                nextTargets: TaskTargets(segmentation: labels), innerLearningRate: 1e-4, taskInput: { $0 }, contextSeed: 6)
+            return { _ = problem.exactHypergradient() }
         },
     ] }
 }

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import FuseKit
+
+/// `fusekit gradcheck`: gradient checks of the registered plugins and of the hypergradient.
+struct GradcheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gradcheck",
+        abstract: "Check the gradients of every registered plugin (or one) and of a tiny meta step against finite differences.",
+        discussion: "Prints the worst relative errors; exits with status 1 when a check fails. Plugin authors run this on new targets.")
+
+    @Option(help: "Check only this plugin.")
+    var plugin: String?
+
+    @Option(help: "Task plugin of the hypergradient check.")
+    var task = "tiny-conv-seg"
+
+    func run() throws {
+        let registry = StandardPlugins.registry()
+        var descriptors = registry.all
+        if let plugin {
+            descriptors = descriptors.filter { $0.name == plugin }
+            if descriptors.isEmpty {
+                let hint = closestMatch(to: plugin, in: registry.all.map(\.name)).map { "; did you mean '\($0)'?" } ?? ""
+                throw ValidationError("no plugin '\(plugin)'\(hint)")
+            }
+        }
+        var failed = false
+        for d in descriptors {
+            let started = Date()
+            let report = try PluginGradcheck.check(d, in: registry)
+            failed = failed || !report.passed
+            print(String(format: "%@ %-18@ %-15@ worst relative error %.2e (vjp %.2e, jvp %.2e, identity %.2e)  %.1fs",
+                         report.passed ? "ok  " : "FAIL", d.name as NSString, d.kind.rawValue as NSString, report.worstError,
+                         report.vjpError, report.jvpError, report.identityError, Date().timeIntervalSince(started)))
+            for f in report.failures { print("      " + f) }
+        }
+        let fusions = descriptors.filter { $0.kind == .fusion }, generators = descriptors.filter { $0.kind == .lossGenerator }
+        let fusion = fusions.first?.name ?? (plugin == nil ? nil : "restormer-fusion")
+        if plugin == nil || !fusions.isEmpty || !generators.isEmpty, let fusion {
+            let generator = generators.first?.name ?? "restormer-lpn"
+            let started = Date()
+            let report = try PluginGradcheck.checkHypergradient(fusion: fusion, lossGenerator: generator, task: task, in: registry)
+            failed = failed || !report.passed
+            print(String(format: "%@ hypergradient (%@, %@, %@): worst relative error %.2e  %.1fs", report.passed ? "ok  " : "FAIL",
+                         fusion as NSString, generator as NSString, task as NSString, report.worst, Date().timeIntervalSince(started)))
+            if !report.passed { print("      \(report)") }
+        }
+        if failed { throw ExitCode(1) }
+    }
+}
