@@ -9,14 +9,23 @@ enum ModelWorkloads {
         return Tensor.uniform(shape, using: &rng)
     }
 
-    static var all: [BenchWorkload] { [
-        BenchWorkload(name: "fusion-infer-480x640", summary: "F forward on 1x2x480x640, no gradients", defaultRuns: 5,
+    /// The three workloads of shared/reference/bench_torch.py (the default set).
+    static var all: [BenchWorkload] { [inference(480, 640)] + training }
+
+    /// F's forward pass at other sizes, to check that cost grows linearly with pixels.
+    static var scaling: [BenchWorkload] { [inference(240, 320), inference(960, 1280)] }
+
+    static func inference(_ h: Int, _ w: Int) -> BenchWorkload {
+        BenchWorkload(name: "fusion-infer-\(h)x\(w)", summary: "F forward on 1x2x\(h)x\(w), no gradients", defaultRuns: 5,
                       flops: nil, bytes: nil) {
             let f = RestormerFusion()
             let state = f.initialState(seed: 0)
-            let x = random([1, 2, 480, 640], seed: 1)
+            let x = random([1, 2, h, w], seed: 1)
             return { _ = withoutGradient { f.fuse(x, Scope(state)) } }
-        },
+        }
+    }
+
+    static var training: [BenchWorkload] { [
         BenchWorkload(name: "fusion-train-2x256", summary: "one training step of F (forward, learnable loss with w = G(x) not differentiated, backward, Adam) on 2x2x256x256",
                       defaultRuns: 5, flops: nil, bytes: nil) {
             let f = RestormerFusion(), g = RestormerLossGenerator()

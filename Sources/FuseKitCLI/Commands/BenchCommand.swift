@@ -7,9 +7,9 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Time FuseKit's benchmark workloads (median of N runs after one warm-up).",
-        discussion: "Workloads: \(BenchCommand.catalogue.map(\.name).joined(separator: ", ")). Without --workload, the model workloads run; '--workload kernels' runs the kernel micro-benchmarks.")
+        discussion: "Workloads: \(BenchCommand.catalogue.map(\.name).joined(separator: ", ")). Without --workload, the model workloads run; '--workload kernels' runs the kernel micro-benchmarks, '--workload scaling' F's forward pass at 240x320 and 960x1280.")
 
-    static var catalogue: [BenchWorkload] { ModelWorkloads.all + KernelWorkloads.all }
+    static var catalogue: [BenchWorkload] { ModelWorkloads.all + ModelWorkloads.scaling + KernelWorkloads.all }
 
     @Flag(help: "Print one JSON object {workload: seconds, ..., peak_rss_mib: MiB} on stdout.")
     var json = false
@@ -24,7 +24,7 @@ struct BenchCommand: ParsableCommand {
     var profile = false
 
     func validate() throws {
-        let names = Set(Self.catalogue.map(\.name) + ["kernels"])
+        let names = Set(Self.catalogue.map(\.name) + ["kernels", "scaling"])
         for w in workloads where !names.contains(w) {
             let hint = closestMatch(to: w, in: Array(names)).map { " (did you mean '\($0)'?)" } ?? ""
             throw ValidationError("unknown workload '\(w)'\(hint); available: \(names.sorted().joined(separator: ", "))")
@@ -38,7 +38,9 @@ struct BenchCommand: ParsableCommand {
             selected = ModelWorkloads.all
         } else {
             for name in workloads {
-                if name == "kernels" { selected += KernelWorkloads.all } else { selected += Self.catalogue.filter { $0.name == name } }
+                if name == "kernels" { selected += KernelWorkloads.all }
+                else if name == "scaling" { selected += ModelWorkloads.scaling }
+                else { selected += Self.catalogue.filter { $0.name == name } }
             }
         }
         var results: [BenchResult] = []

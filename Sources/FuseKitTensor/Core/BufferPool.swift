@@ -12,13 +12,17 @@ import Darwin
 /// reuse avoids that. Small buffers go straight to malloc, which reuses them well by itself.
 public enum BufferPool {
     /// Buffers smaller than this many bytes are not cached.
-    static let minimumCachedBytes = 1 << 18
-    /// Cached bytes kept at most (`FUSEKIT_POOL_MIB` overrides; 0 disables caching).
+    static let minimumCachedBytes = 1 << 16
+    /// Cached bytes kept at most: a quarter of the physical memory, at most 8 GiB
+    /// (`FUSEKIT_POOL_MIB` overrides; 0 disables caching). A training step reuses the same
+    /// buffers every iteration, so a cache that holds its whole working set avoids re-faulting
+    /// memory without raising the peak footprint.
     static let capacityBytes: Int = {
         if let value = getenv("FUSEKIT_POOL_MIB").flatMap({ Int(String(cString: $0)) }), value >= 0 {
             return value << 20
         }
-        return 2048 << 20
+        let physical = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
+        return Swift.min(Swift.max(physical / 4, 512 << 20), 8 << 30)
     }()
 
     /// A cached block; only the pool touches it while cached.
