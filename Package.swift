@@ -40,7 +40,7 @@ let package = Package(
             dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "FuseKitTensorTests", dependencies: ["FuseKitTensor"]),
-        .testTarget(name: "FuseKitTests", dependencies: ["FuseKit", "RestormerFusion"]),
+        .testTarget(name: "FuseKitTests", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask"]),
         .testTarget(name: "FuseKitNNTests", dependencies: ["FuseKitNN"], exclude: ["Fixtures"]),
         .testTarget(name: "RestormerFusionTests", dependencies: ["RestormerFusion", "FuseKit"], exclude: ["Fixtures"]),
         .testTarget(name: "SegFormerTaskTests", dependencies: ["SegFormerTask", "FuseKit"], exclude: ["Fixtures"]),
