@@ -64,11 +64,13 @@ public enum SegFormerTaskPlugin {
     /// Adds `segformer` and `tiny-conv-seg` to `registry`.
     public static func register(in registry: inout PluginRegistry) {
         registry.registerTask("segformer", summary: "SegFormer (MiT-b0/b1 encoder, all-MLP decoder), TDFusion's segmentation net",
-                              parameters: segformerParameters) { p in
+                              parameters: segformerParameters,
+                              gradcheck: GradcheckSettings(parameters: ["classes": .int(3)], inputSize: (32, 32))) { p in
             try makeSegFormer(p)
         }
         registry.registerTask("tiny-conv-seg", summary: "tiny conv segmentation net (3x3-16, 3x3-16, 1x1) for tests and benchmarks",
-                              parameters: tinyParameters) { p in
+                              parameters: tinyParameters,
+                              gradcheck: GradcheckSettings(parameters: ["classes": .int(3)], inputSize: (12, 12))) { p in
             let (classes, inputChannels) = try common(p)
             return TinyConvSegmenter(classes: classes, inputChannels: inputChannels)
         }

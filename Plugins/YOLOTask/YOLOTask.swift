@@ -58,6 +58,13 @@ public enum YOLOTaskPlugin {
     /// Registers `yolov8`.
     public static func register(in registry: inout PluginRegistry) {
         registry.registerTask("yolov8", summary: "YOLOv8 detection (Ultralytics: C2f/SPPF backbone, PAN-FPN, DFL head, TAL + CIoU + DFL loss, NMS)",
-                              parameters: parameters) { p in try make(p) }
+                              parameters: parameters,
+                              gradcheck: GradcheckSettings(parameters: ["classes": .int(2)], inputSize: (64, 64), batch: 2, taskObjective: { net, x, p in
+                                  // The loss's target assignment jumps with the predictions, so the check
+                                  // differentiates the head outputs (the loss parts have unit checks).
+                                  guard let yolo = net as? YOLOv8 else { return net.loss(x, targets: TaskTargets(boxes: [[]]), p) }
+                                  let head = yolo.headOutput(x, p)
+                                  return Tensor.concat([head.boxDistributions, head.classLogits], axis: 1)
+                              })) { p in try make(p) }
     }
 }

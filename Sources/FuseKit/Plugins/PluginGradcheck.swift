@@ -69,6 +69,9 @@ public enum PluginGradcheck {
         case .task:
             let net = try registry.makeTask(descriptor.name, parameters)
             let targets = Self.targets(for: net, batch: b, size: (h, w), seed: 5)
+            if let objective = settings.taskObjective {
+                return run(net, input: uniform([b, net.inputChannels, h, w], seed: 3)) { objective(net, $0, $1) }
+            }
             return run(net, input: uniform([b, net.inputChannels, h, w], seed: 3)) { net.loss($0, targets: targets, $1) }
         }
     }

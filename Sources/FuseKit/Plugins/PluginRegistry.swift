@@ -17,10 +17,17 @@ public struct GradcheckSettings: Sendable {
     /// Batch size.
     public var batch: Int
 
-    public init(parameters: [String: ParameterValue] = [:], inputSize: (height: Int, width: Int) = (8, 8), batch: Int = 1) {
+    /// For task nets whose loss is only piecewise smooth (e.g. a detector whose target
+    /// assignment jumps with its predictions), a smooth function of the network to check instead
+    /// of the loss; its pieces should then have their own unit checks.
+    public var taskObjective: (@Sendable (any TaskNet, Tensor, Scope) -> Tensor)?
+
+    public init(parameters: [String: ParameterValue] = [:], inputSize: (height: Int, width: Int) = (8, 8), batch: Int = 1,
+                taskObjective: (@Sendable (any TaskNet, Tensor, Scope) -> Tensor)? = nil) {
         self.parameters = parameters
         self.inputSize = inputSize
         self.batch = batch
+        self.taskObjective = taskObjective
     }
 }
 

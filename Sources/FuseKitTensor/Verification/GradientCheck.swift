@@ -146,7 +146,8 @@ public enum GradientCheck {
             // Float32 evaluation limits what finite differences can resolve: about one rounding
             // error of the function's values per step, amplified by the difference quotient.
             let valueScale = y0.withUnsafeBufferPointer { $0.reduce(0.0) { Swift.max($0, Double(Swift.abs($1))) } }
-            let projectedScale = zip(u.scalars, y0.scalars).reduce(0.0) { $0 + Swift.abs(Double($1.0) * Double($1.1)) }
+            // Rounding errors of the outputs are independent, so they add in quadrature.
+            let projectedScale = zip(u.scalars, y0.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.0) * Double($1.1) * Double($1.1) }.squareRoot()
             let noise = 4 * Double(Float.ulpOfOne) / Double(eps)
             let vjpDiff = Swift.abs(vjpDirectional - fdDirectional)
             let vjpErr = vjpDiff / Swift.max(Swift.abs(vjpDirectional), Swift.abs(fdDirectional), 1e-30)
