@@ -81,6 +81,8 @@ import Testing
         let epochPreviews = try fm.contentsOfDirectory(atPath: dir.appendingPathComponent("previews/epoch-002").path)
         #expect(epochPreviews.contains { $0.hasSuffix("-fused.png") } && epochPreviews.contains { $0.hasSuffix("-w_a.png") })
         #expect(try fm.contentsOfDirectory(atPath: dir.appendingPathComponent("fused").path).count == 3)
+        let predictions = try fm.contentsOfDirectory(atPath: dir.appendingPathComponent("predictions").path)
+        #expect(predictions.count == 3 && predictions.allSatisfy { $0.hasSuffix(".png") })
         let lines = try Self.logLines(dir)
         #expect(lines.count == 16)
         #expect(lines.filter { $0.contains("\"phase\":\"meta\"") }.count == 4)

@@ -83,16 +83,27 @@ public struct RunEvaluator {
         self.convention = convention
     }
 
-    /// Evaluates up to `limit` samples of `source`; writes fused images into `outputFolder` when
+    /// One detection per line, `class cx cy w h confidence` (normalised), as YOLO's `save_txt`.
+    public static func yoloText(_ detections: [Detection]) -> String {
+        detections.map { d in
+            let b = d.box
+            return String(format: "%d %.6f %.6f %.6f %.6f %.6f", b.classIndex, b.centerX, b.centerY, b.width, b.height, d.score)
+        }.joined(separator: "\n") + (detections.isEmpty ? "" : "\n")
+    }
+
+    /// Evaluates up to `limit` samples of `source`; writes fused images into `outputFolder` and
+    /// the task predictions into `predictionFolder` (class-index PNGs or YOLO txt files) when
     /// given; `progress(done, total)` is called after each pair.
-    public func evaluate(_ source: any PairedSampleSource, limit: Int? = nil, outputFolder: URL? = nil,
+    public func evaluate(_ source: any PairedSampleSource, limit: Int? = nil, outputFolder: URL? = nil, predictionFolder: URL? = nil,
                          progress: (Int, Int) -> Void = { _, _ in }) throws -> (fusion: FusionEvaluation, task: TaskEvaluation?) {
         let count = Swift.min(source.count, limit ?? source.count)
         var fusion = FusionEvaluation(images: [], metrics: metrics)
         var confusion = task.map { ConfusionMatrix(classCount: $0.kind.classes) }
         var detections = DetectionEvaluator()
         var sawDetectionLabels = false
-        if let outputFolder { try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true) }
+        for folder in [outputFolder, predictionFolder].compactMap({ $0 }) {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        }
         for index in 0..<count {
             let sample = try source.sample(at: index, includeColor: false)
             let output = fuser.fuse(infrared: sample.infrared, visible: sample.visible)
@@ -110,15 +121,23 @@ public struct RunEvaluator {
                 let prediction = withoutGradient { task.predict(taskInput(raw), Scope(taskState)) }
                 switch prediction {
                 case .segmentation(let classes):
-                    guard let label = sample.segmentation else { break }
                     var map = classes
-                    if map.shape[1] != label.height || map.shape[2] != label.width {
-                        map = map.unsqueezed(at: 1).resizedNearest(to: (label.height, label.width)).squeezed(at: 1)
+                    if map.shape[1] != sample.height || map.shape[2] != sample.width {
+                        map = map.unsqueezed(at: 1).resizedNearest(to: (sample.height, sample.width)).squeezed(at: 1)
                     }
-                    confusion?.add(prediction: map.scalars.map { Int32($0) }, label: label.values)
+                    let predicted = map.scalars.map { Int32($0) }
+                    if let predictionFolder {
+                        try LabelMap(width: sample.width, height: sample.height, values: predicted)
+                            .write(to: predictionFolder.appendingPathComponent(sample.name + ".png"))
+                    }
+                    if let label = sample.segmentation { confusion?.add(prediction: predicted, label: label.values) }
                 case .detection(let perImage):
                     sawDetectionLabels = true
-                    detections.add(detections: perImage.first ?? [], groundTruth: sample.boxes)
+                    let found = perImage.first ?? []
+                    if let predictionFolder {
+                        try Self.yoloText(found).write(to: predictionFolder.appendingPathComponent(sample.name + ".txt"), atomically: true, encoding: .utf8)
+                    }
+                    detections.add(detections: found, groundTruth: sample.boxes)
                 }
             }
             progress(index + 1, count)

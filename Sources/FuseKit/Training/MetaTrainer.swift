@@ -14,7 +14,8 @@ import FuseKitTensor
 /// over the training set: F on the fusion loss with G frozen, T on the task loss of F(x) detached.
 ///
 /// A run directory holds the resolved recipe, `log.jsonl`, `checkpoints/` (last and best),
-/// `previews/` (fused images and w_a heat maps per epoch, loss curves) and the final metrics.
+/// `previews/` (fused images and w_a heat maps per epoch, loss curves), the fused test images,
+/// the task predictions and the final metrics.
 public final class MetaTrainer {
     /// Where training stands: the next step to run.
     public struct Position: Sendable, Equatable {
@@ -420,7 +421,8 @@ public final class MetaTrainer {
                                      convention: recipe.evaluation.perPair ? .perPairMean : .sum)
         observer.note("evaluating on \(Swift.min(setup.testSource.count, recipe.evaluation.maxPairs ?? Int.max)) test pairs")
         let (fusion, task) = try evaluator.evaluate(setup.testSource, limit: recipe.evaluation.maxPairs,
-                                                    outputFolder: runDirectory.appendingPathComponent("fused"))
+                                                    outputFolder: runDirectory.appendingPathComponent("fused"),
+                                                    predictionFolder: runDirectory.appendingPathComponent("predictions"))
         var json: [String: Any] = ["fusion": fusion.jsonObject, "epochs": recipe.training.epochs, "steps": state.position.globalStep]
         if let task { json["task"] = task.jsonObject }
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
