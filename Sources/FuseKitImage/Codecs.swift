@@ -161,14 +161,20 @@ enum Codecs {
 // MARK: - Files
 
 enum FileAccess {
-    /// The bytes of a file, with errors that name it.
-    static func read(_ url: URL) throws(ImageIOError) -> Data {
+    /// The path of an existing regular file, or an error naming it.
+    static func existingFile(_ url: URL) throws(ImageIOError) -> String {
         let path = url.path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw .fileNotFound(path: path)
         }
         if isDirectory.boolValue { throw .unreadable(path: path, reason: "is a directory") }
+        return path
+    }
+
+    /// The bytes of a file, with errors that name it.
+    static func read(_ url: URL) throws(ImageIOError) -> Data {
+        let path = try existingFile(url)
         do {
             return try Data(contentsOf: url)
         } catch {
@@ -178,12 +184,7 @@ enum FileAccess {
 
     /// At most the first `count` bytes of a file, with errors that name it.
     static func readPrefix(_ url: URL, count: Int) throws(ImageIOError) -> Data {
-        let path = url.path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw .fileNotFound(path: path)
-        }
-        if isDirectory.boolValue { throw .unreadable(path: path, reason: "is a directory") }
+        let path = try existingFile(url)
         do {
             let handle = try FileHandle(forReadingFrom: url)
             defer { try? handle.close() }

@@ -83,8 +83,9 @@ public enum LinePlot {
                 for gx in stride(from: left + 1, to: right, by: 6) { set(gx, py, (0.9, 0.9, 0.9)) }
                 text(Self.label(yv), x: 4, y: py - 5)
             }
-            text(Self.label(xmin), x: left, y: lower + 6)
-            let maxLabel = Self.label(xmax)
+            func xLabel(_ v: Double) -> String { v == v.rounded() && Swift.abs(v) < 1e9 ? String(Int(v)) : Self.label(v) }
+            text(xLabel(xmin), x: left, y: lower + 6)
+            let maxLabel = xLabel(xmax)
             text(maxLabel, x: right - maxLabel.count * 8, y: lower + 6)
             text(name, x: left + 8, y: top + 6, color: color)
             func px(_ x: Double) -> Int { left + Int((x - xmin) / (xmax - xmin) * Double(right - left)) }

@@ -16,6 +16,15 @@ public enum Normalize {
     }
 }
 
+extension ParameterSpec {
+    /// The affine parameters of a norm layer: `weight` (ones) and optionally `bias` (zeros) of
+    /// `shape`, without weight decay.
+    public static func affine(_ shape: [Int], bias: Bool = true) -> [ParameterSpec] {
+        [ParameterSpec("weight", shape, .constant(1), decays: false)]
+            + (bias ? [ParameterSpec("bias", shape, .constant(0), decays: false)] : [])
+    }
+}
+
 /// LayerNorm over the channels of each pixel of an NCHW tensor (weight and bias [C]).
 public struct ChannelLayerNorm: UnaryModule {
     public let channels: Int
@@ -28,11 +37,7 @@ public struct ChannelLayerNorm: UnaryModule {
         self.hasBias = bias
     }
 
-    public var ownParameters: [ParameterSpec] {
-        var specs = [ParameterSpec("weight", [channels], .constant(1), decays: false)]
-        if hasBias { specs.append(ParameterSpec("bias", [channels], .constant(0), decays: false)) }
-        return specs
-    }
+    public var ownParameters: [ParameterSpec] { ParameterSpec.affine([channels], bias: hasBias) }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
         Normalize.channelLayerNorm(x, weight: p["weight"], bias: hasBias ? p["bias"] : nil, eps: eps)
@@ -51,10 +56,7 @@ public struct LayerNorm: UnaryModule {
 
     public init(_ features: Int, eps: Float = 1e-5) { self.init([features], eps: eps) }
 
-    public var ownParameters: [ParameterSpec] {
-        [ParameterSpec("weight", normalizedShape, .constant(1), decays: false),
-         ParameterSpec("bias", normalizedShape, .constant(0), decays: false)]
-    }
+    public var ownParameters: [ParameterSpec] { ParameterSpec.affine(normalizedShape) }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
         let k = normalizedShape.count
@@ -79,8 +81,7 @@ public struct BatchNorm2d: UnaryModule {
     }
 
     public var ownParameters: [ParameterSpec] {
-        [ParameterSpec("weight", [channels], .constant(1), decays: false),
-         ParameterSpec("bias", [channels], .constant(0), decays: false),
+        ParameterSpec.affine([channels]) + [
          ParameterSpec("running_mean", [channels], .constant(0), isBuffer: true),
          ParameterSpec("running_var", [channels], .constant(1), isBuffer: true),
          ParameterSpec("num_batches_tracked", [], .constant(0), isBuffer: true)]
@@ -124,8 +125,7 @@ public struct GroupNorm: UnaryModule {
     }
 
     public var ownParameters: [ParameterSpec] {
-        affine ? [ParameterSpec("weight", [channels], .constant(1), decays: false),
-                  ParameterSpec("bias", [channels], .constant(0), decays: false)] : []
+        affine ? ParameterSpec.affine([channels]) : []
     }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
@@ -154,8 +154,7 @@ public struct InstanceNorm2d: UnaryModule {
     }
 
     public var ownParameters: [ParameterSpec] {
-        affine ? [ParameterSpec("weight", [channels], .constant(1), decays: false),
-                  ParameterSpec("bias", [channels], .constant(0), decays: false)] : []
+        affine ? ParameterSpec.affine([channels]) : []
     }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
