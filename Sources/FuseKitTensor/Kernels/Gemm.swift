@@ -1,10 +1,19 @@
 import CBLAS
 
 /// Single-precision matrix products through OpenBLAS (row-major).
+///
+/// OpenBLAS runs single-threaded and FuseKit splits large products over its own workers. With
+/// OpenBLAS's own thread pool, its workers keep spinning after each call and compete for the
+/// cores with FuseKit's parallel kernels (measured: a training step 1.5x slower on 2 cores).
 public enum Gemm {
+    /// Puts OpenBLAS in single-threaded mode once, before the first product.
+    static let configured: Bool = {
+        openblas_set_num_threads(1)
+        return true
+    }()
+
     /// C = alpha * op(A) * op(B) + beta * C, with op = transpose when the flag is set.
     /// op(A) is m x k, op(B) is k x n, C is m x n; leading dimensions are row strides.
-    @inlinable
     public static func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                              beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
@@ -17,10 +26,81 @@ public enum Gemm {
             }
             return
         }
+        _ = configured
+        let threads = Parallel.threadCount
+        let work = m * n * k
+        guard threads > 1 && work >= 1 << 20 else {
+            call(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        let pa = SendablePointer(UnsafeMutablePointer(mutating: a)), pb = SendablePointer(UnsafeMutablePointer(mutating: b))
+        let pc = SendablePointer(c)
+        if n >= 64 * threads {
+            // Columns of C (and of op(B)).
+            Parallel.forEach(threads, itemCost: work) { t in
+                let j0 = (n * t / threads) & ~15, j1 = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
+                guard j1 > j0 else { return }
+                let bj = transposeB ? pb.base + j0 * ldb : pb.base + j0
+                call(transposeA, transposeB, m, j1 - j0, k, alpha, bj, lda: nil, a: pa.base, aLeading: lda, ldb, beta, pc.base + j0, ldc)
+            }
+        } else if m >= 16 * threads {
+            // Rows of C (and of op(A)).
+            Parallel.forEach(threads, itemCost: work) { t in
+                let i0 = m * t / threads, i1 = m * (t + 1) / threads
+                let ai = transposeA ? pa.base + i0 : pa.base + i0 * lda
+                call(transposeA, transposeB, i1 - i0, n, k, alpha, ai, lda, pb.base, ldb, beta, pc.base + i0 * ldc, ldc)
+            }
+        } else {
+            // A small C with a long inner dimension: partial products over slices of k, summed.
+            let partial = BufferPool.allocateFloats((threads - 1) * m * n)
+            defer { BufferPool.releaseFloats(partial, (threads - 1) * m * n) }
+            let pp = SendablePointer(partial)
+            Parallel.forEach(threads, itemCost: work) { t in
+                let k0 = k * t / threads, k1 = k * (t + 1) / threads
+                let ak = transposeA ? pa.base + k0 * lda : pa.base + k0
+                let bk = transposeB ? pb.base + k0 : pb.base + k0 * ldb
+                if t == 0 {
+                    call(transposeA, transposeB, m, n, k1 - k0, alpha, ak, lda, bk, ldb, beta, pc.base, ldc)
+                } else {
+                    call(transposeA, transposeB, m, n, k1 - k0, alpha, ak, lda, bk, ldb, 0, pp.base + (t - 1) * m * n, n)
+                }
+            }
+            for t in 1..<threads {
+                let src = partial + (t - 1) * m * n
+                for i in 0..<m {
+                    let row = c + i * ldc, part = src + i * n
+                    for j in 0..<n { row[j] += part[j] }
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func call(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// Sets the number of OpenBLAS threads (defaults to its own choice).
-    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+    /// The column-split call: B's columns offset, A whole.
+    @inline(__always)
+    static func call(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                     _ bColumns: UnsafePointer<Float>, lda _: Int?, a: UnsafePointer<Float>, aLeading: Int, _ ldb: Int,
+                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        call(transposeA, transposeB, m, n, k, alpha, a, aLeading, bColumns, ldb, beta, c, ldc)
+    }
+
+    /// One product by OpenBLAS with its own thread pool (all cores), bypassing FuseKit's split;
+    /// for benchmarks that compare the two.
+    public static func openBLASThreaded(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                        c: UnsafeMutablePointer<Float>) {
+        _ = configured
+        openblas_set_num_threads(Int32(Parallel.threadCount))
+        call(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
+        openblas_set_num_threads(1)
+    }
+
+    /// The number of threads FuseKit uses for products (OpenBLAS itself runs single-threaded).
+    public static var threads: Int { Parallel.threadCount }
 }
