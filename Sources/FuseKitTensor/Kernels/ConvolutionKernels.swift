@@ -120,6 +120,25 @@ public enum ConvKernels {
         }
     }
 
+    /// Whether the (batch, group) products are small enough to run in parallel, one per worker.
+    static func parallelItems(_ g: ConvGeometry) -> Bool {
+        let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
+        return Gemm.parallelizesAcrossProducts(count: g.batch * g.groups, work: g.outPerGroup * kdim * g.outHeight * g.outWidth)
+    }
+
+    /// Runs `body(b, group, serial)` for every (batch, group) pair: in parallel with serial
+    /// products when they are small, else one after the other with split products.
+    static func forEachItem(_ g: ConvGeometry, _ body: (Int, Int, Bool) -> Void) {
+        if parallelItems(g) {
+            let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
+            Parallel.forEach(g.batch * g.groups, itemCost: g.outPerGroup * kdim * g.outHeight * g.outWidth / 16) { item in
+                body(item / g.groups, item % g.groups, true)
+            }
+        } else {
+            for b in 0..<g.batch { for grp in 0..<g.groups { body(b, grp, false) } }
+        }
+    }
+
     /// y = conv(x, w).
     public static func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
         if g.isDepthwise3x3 {
@@ -129,28 +148,27 @@ public enum ConvKernels {
         let inPlane = g.inHeight * g.inWidth, outPlane = g.outHeight * g.outWidth
         let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
         let chunk = rowsPerChunk(g)
-        let columnCount = kdim * chunk * g.outWidth
-        let col = g.isPointwise ? nil : BufferPool.allocateFloats(columnCount)
-        defer { if let col { BufferPool.releaseFloats(col, columnCount) } }
-        for b in 0..<g.batch {
-            for grp in 0..<g.groups {
-                let xg = x + (b * g.inChannels + grp * g.inPerGroup) * inPlane
-                let yg = y + (b * g.outChannels + grp * g.outPerGroup) * outPlane
-                let wg = w + grp * g.outPerGroup * kdim
-                if let col {
-                    var r0 = 0
-                    while r0 < g.outHeight {
-                        let r1 = min(g.outHeight, r0 + chunk)
-                        im2col(xg, g, rowStart: r0, rowEnd: r1, col)
-                        let n = (r1 - r0) * g.outWidth
-                        Gemm.sgemm(transposeA: false, transposeB: false, m: g.outPerGroup, n: n, k: kdim,
-                                   a: wg, lda: kdim, b: col, ldb: n, c: yg + r0 * g.outWidth, ldc: outPlane)
-                        r0 = r1
-                    }
-                } else {
-                    Gemm.sgemm(transposeA: false, transposeB: false, m: g.outPerGroup, n: outPlane, k: kdim,
-                               a: wg, lda: kdim, b: xg, ldb: outPlane, c: yg, ldc: outPlane)
-                }
+        let px = SendablePointer(UnsafeMutablePointer(mutating: x)), pw = SendablePointer(UnsafeMutablePointer(mutating: w))
+        let py = SendablePointer(y)
+        forEachItem(g) { b, grp, serial in
+            let product = Gemm.product(serial: serial)
+            let xg = px.base + (b * g.inChannels + grp * g.inPerGroup) * inPlane
+            let yg = py.base + (b * g.outChannels + grp * g.outPerGroup) * outPlane
+            let wg = pw.base + grp * g.outPerGroup * kdim
+            if g.isPointwise {
+                product(false, false, g.outPerGroup, outPlane, kdim, 1, wg, kdim, xg, outPlane, 0, yg, outPlane)
+                return
+            }
+            let columnCount = kdim * chunk * g.outWidth
+            let col = BufferPool.allocateFloats(columnCount)
+            defer { BufferPool.releaseFloats(col, columnCount) }
+            var r0 = 0
+            while r0 < g.outHeight {
+                let r1 = min(g.outHeight, r0 + chunk)
+                im2col(xg, g, rowStart: r0, rowEnd: r1, col)
+                let n = (r1 - r0) * g.outWidth
+                product(false, false, g.outPerGroup, n, kdim, 1, wg, kdim, col, n, 0, yg + r0 * g.outWidth, outPlane)
+                r0 = r1
             }
         }
     }
@@ -163,37 +181,30 @@ public enum ConvKernels {
         }
         let inPlane = g.inHeight * g.inWidth, outPlane = g.outHeight * g.outWidth
         let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
-        if g.isPointwise {
-            for b in 0..<g.batch {
-                for grp in 0..<g.groups {
-                    Gemm.sgemm(transposeA: true, transposeB: false, m: g.inPerGroup, n: outPlane, k: g.outPerGroup,
-                               a: w + grp * g.outPerGroup * kdim, lda: kdim,
-                               b: dy + (b * g.outChannels + grp * g.outPerGroup) * outPlane, ldb: outPlane,
-                               c: dx + (b * g.inChannels + grp * g.inPerGroup) * inPlane, ldc: inPlane)
-                }
-            }
-            return
-        }
-        Kernels.fill(dx, count: g.batch * g.inChannels * inPlane, value: 0)
+        if !g.isPointwise { Kernels.fill(dx, count: g.batch * g.inChannels * inPlane, value: 0) }
         let chunk = rowsPerChunk(g)
-        let columnCount = kdim * chunk * g.outWidth
-        let col = BufferPool.allocateFloats(columnCount)
-        defer { BufferPool.releaseFloats(col, columnCount) }
-        for b in 0..<g.batch {
-            for grp in 0..<g.groups {
-                let dyg = dy + (b * g.outChannels + grp * g.outPerGroup) * outPlane
-                let dxg = dx + (b * g.inChannels + grp * g.inPerGroup) * inPlane
-                let wg = w + grp * g.outPerGroup * kdim
-                var r0 = 0
-                while r0 < g.outHeight {
-                    let r1 = min(g.outHeight, r0 + chunk)
-                    let n = (r1 - r0) * g.outWidth
-                    // col = Wᵀ · dy[:, rows]; dy's row block has stride outPlane per channel.
-                    Gemm.sgemm(transposeA: true, transposeB: false, m: kdim, n: n, k: g.outPerGroup,
-                               a: wg, lda: kdim, b: dyg + r0 * g.outWidth, ldb: outPlane, c: col, ldc: n)
-                    col2im(col, g, rowStart: r0, rowEnd: r1, dxg)
-                    r0 = r1
-                }
+        let pdy = SendablePointer(UnsafeMutablePointer(mutating: dy)), pw = SendablePointer(UnsafeMutablePointer(mutating: w))
+        let pdx = SendablePointer(dx)
+        forEachItem(g) { b, grp, serial in
+            let product = Gemm.product(serial: serial)
+            let dyg = pdy.base + (b * g.outChannels + grp * g.outPerGroup) * outPlane
+            let dxg = pdx.base + (b * g.inChannels + grp * g.inPerGroup) * inPlane
+            let wg = pw.base + grp * g.outPerGroup * kdim
+            if g.isPointwise {
+                product(true, false, g.inPerGroup, outPlane, g.outPerGroup, 1, wg, kdim, dyg, outPlane, 0, dxg, inPlane)
+                return
+            }
+            let columnCount = kdim * chunk * g.outWidth
+            let col = BufferPool.allocateFloats(columnCount)
+            defer { BufferPool.releaseFloats(col, columnCount) }
+            var r0 = 0
+            while r0 < g.outHeight {
+                let r1 = min(g.outHeight, r0 + chunk)
+                let n = (r1 - r0) * g.outWidth
+                // col = Wᵀ · dy[:, rows]; dy's row block has stride outPlane per channel.
+                product(true, false, kdim, n, g.outPerGroup, 1, wg, kdim, dyg + r0 * g.outWidth, outPlane, 0, col, n)
+                col2im(col, g, rowStart: r0, rowEnd: r1, dxg)
+                r0 = r1
             }
         }
     }
@@ -204,37 +215,59 @@ public enum ConvKernels {
             Depthwise3x3.weightGradient(x, dy, g, dw)
             return
         }
+        let weightCount = g.outChannels * g.inPerGroup * g.kernelHeight * g.kernelWidth
+        if g.batch == 0 {
+            Kernels.fill(dw, count: weightCount, value: 0)
+            return
+        }
+        // Small products: each worker sums a share of the batch into its own buffer.
+        let workers = parallelItems(g) ? min(Parallel.threadCount, g.batch) : 1
+        let partials = workers > 1 ? BufferPool.allocateFloats((workers - 1) * weightCount) : nil
+        defer { if let partials { BufferPool.releaseFloats(partials, (workers - 1) * weightCount) } }
+        let pp = partials.map(SendablePointer.init), pdw = SendablePointer(dw)
+        let px = SendablePointer(UnsafeMutablePointer(mutating: x)), pdy = SendablePointer(UnsafeMutablePointer(mutating: dy))
+        Parallel.forEach(workers, itemCost: Int.max / 4) { t in
+            let target = t == 0 ? pdw.base : pp!.base + (t - 1) * weightCount
+            accumulateWeightGradient(px.base, pdy.base, g, target, batches: stride(from: t, to: g.batch, by: workers), serial: workers > 1)
+        }
+        for t in 1..<max(workers, 1) {
+            let src = partials! + (t - 1) * weightCount
+            for i in 0..<weightCount { dw[i] += src[i] }
+        }
+    }
+
+    /// dw (overwritten) = the sum over the given batch items of the correlation of x with dy.
+    static func accumulateWeightGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ g: ConvGeometry,
+                                         _ dw: UnsafeMutablePointer<Float>, batches: StrideTo<Int>, serial: Bool) {
+        let product = Gemm.product(serial: serial)
         let inPlane = g.inHeight * g.inWidth, outPlane = g.outHeight * g.outWidth
         let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
         let chunk = rowsPerChunk(g)
-        let columnCount = kdim * chunk * g.outWidth
+        let columnCount = g.isPointwise ? 0 : kdim * chunk * g.outWidth
         let col = g.isPointwise ? nil : BufferPool.allocateFloats(columnCount)
         defer { if let col { BufferPool.releaseFloats(col, columnCount) } }
-        for b in 0..<g.batch {
+        var first = true
+        for b in batches {
             for grp in 0..<g.groups {
                 let xg = x + (b * g.inChannels + grp * g.inPerGroup) * inPlane
                 let dyg = dy + (b * g.outChannels + grp * g.outPerGroup) * outPlane
                 let dwg = dw + grp * g.outPerGroup * kdim
-                let firstPass = b == 0
                 if let col {
                     var r0 = 0
                     while r0 < g.outHeight {
                         let r1 = min(g.outHeight, r0 + chunk)
                         let n = (r1 - r0) * g.outWidth
                         im2col(xg, g, rowStart: r0, rowEnd: r1, col)
-                        Gemm.sgemm(transposeA: false, transposeB: true, m: g.outPerGroup, n: kdim, k: n,
-                                   a: dyg + r0 * g.outWidth, lda: outPlane, b: col, ldb: n,
-                                   beta: (firstPass && r0 == 0) ? 0 : 1, c: dwg, ldc: kdim)
+                        product(false, true, g.outPerGroup, kdim, n, 1, dyg + r0 * g.outWidth, outPlane, col, n,
+                                (first && r0 == 0) ? 0 : 1, dwg, kdim)
                         r0 = r1
                     }
                 } else {
-                    Gemm.sgemm(transposeA: false, transposeB: true, m: g.outPerGroup, n: kdim, k: outPlane,
-                               a: dyg, lda: outPlane, b: xg, ldb: outPlane,
-                               beta: firstPass ? 0 : 1, c: dwg, ldc: kdim)
+                    product(false, true, g.outPerGroup, kdim, outPlane, 1, dyg, outPlane, xg, outPlane, first ? 0 : 1, dwg, kdim)
                 }
             }
+            first = false
         }
-        if g.batch == 0 { Kernels.fill(dw, count: g.outChannels * kdim, value: 0) }
     }
 }
 

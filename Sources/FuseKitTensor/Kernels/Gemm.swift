@@ -1,4 +1,7 @@
 import CBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Single-precision matrix products through OpenBLAS (row-major).
 ///
@@ -8,9 +11,50 @@ import CBLAS
 public enum Gemm {
     /// Puts OpenBLAS in single-threaded mode once, before the first product.
     static let configured: Bool = {
-        openblas_set_num_threads(1)
+        if !useOpenBLASThreads { openblas_set_num_threads(1) }
         return true
     }()
+    static let useOpenBLASThreads = getenv("FUSEKIT_GEMM").map { String(cString: $0) } == "openblas"
+
+    /// Products of at least this many multiply-adds are split over the workers; smaller ones run
+    /// on the calling thread (callers parallelise over independent products instead).
+    public static let splitThreshold = 1 << 22
+
+    /// One product on the calling thread (for callers that run several products in parallel).
+    public static func sgemmSerial(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                   beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard m > 0 && n > 0 else { return }
+        if k == 0 || useOpenBLASThreads {
+            sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                  beta: beta, c: c, ldc: ldc)
+            return
+        }
+        _ = configured
+        call(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+
+    /// A product function: (transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc).
+    public typealias Product = (Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Float,
+                                UnsafeMutablePointer<Float>, Int) -> Void
+
+    /// `sgemmSerial` when `serial`, else `sgemm`.
+    public static func product(serial: Bool) -> Product {
+        { tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc in
+            if serial {
+                sgemmSerial(transposeA: tA, transposeB: tB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            } else {
+                sgemm(transposeA: tA, transposeB: tB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            }
+        }
+    }
+
+    /// Whether independent products of `work` multiply-adds each should run in parallel (each
+    /// on one thread) rather than one after the other (each split).
+    public static func parallelizesAcrossProducts(count: Int, work: Int) -> Bool {
+        count > 1 && work < splitThreshold && Parallel.threadCount > 1 && !useOpenBLASThreads
+    }
+
 
     /// C = alpha * op(A) * op(B) + beta * C, with op = transpose when the flag is set.
     /// op(A) is m x k, op(B) is k x n, C is m x n; leading dimensions are row strides.
@@ -29,7 +73,7 @@ public enum Gemm {
         _ = configured
         let threads = Parallel.threadCount
         let work = m * n * k
-        guard threads > 1 && work >= 1 << 20 else {
+        guard threads > 1 && work >= splitThreshold && !useOpenBLASThreads else {
             call(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }

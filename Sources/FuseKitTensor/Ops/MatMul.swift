@@ -24,11 +24,16 @@ extension Tensor {
         let y = Tensor(uninitializedShape: batch + [m, n])
         let strideA = batchA.isEmpty ? 0 : m * k, strideB = batchB.isEmpty ? 0 : k * n
         let t0 = Profiler.isActive ? Profiler.now() : 0
-        for i in 0..<count {
-            Gemm.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
-                       a: a.pointer + i * strideA, lda: transposeA ? m : k,
-                       b: b.pointer + i * strideB, ldb: transposeB ? k : n,
-                       c: y.mutablePointer + i * m * n, ldc: n)
+        let pa = SendablePointer(UnsafeMutablePointer(mutating: a.pointer)), pb = SendablePointer(UnsafeMutablePointer(mutating: b.pointer))
+        let py = SendablePointer(y.mutablePointer)
+        let product = { (i: Int, serial: Bool) in
+            Gemm.product(serial: serial)(transposeA, transposeB, m, n, k, 1, pa.base + i * strideA, transposeA ? m : k,
+                pb.base + i * strideB, transposeB ? k : n, 0, py.base + i * m * n, n)
+        }
+        if Gemm.parallelizesAcrossProducts(count: count, work: m * n * k) {
+            Parallel.forEach(count, itemCost: m * n * k / 16) { product($0, true) }
+        } else {
+            for i in 0..<count { product(i, false) }
         }
         if Profiler.isActive { Profiler.record("matmul", seconds: Profiler.now() - t0, flops: 2 * Double(count * m * n * k)) }
         let (sa, sb) = (a.shape, b.shape)
