@@ -15,6 +15,23 @@ enum ModelWorkloads {
     /// F's forward pass at other sizes, to check that cost grows linearly with pixels.
     static var scaling: [BenchWorkload] { [inference(240, 320), inference(960, 1280)] }
 
+    /// The official configuration's meta step: SegFormer-b0 as T (the fused image resized to 240x320).
+    static var segformerMetaStep: BenchWorkload {
+        BenchWorkload(name: "meta-step-2x256-segformer", summary: "one exact meta step on 2x2x256x256 with SegFormer-b0 (9 classes, input 240x320) as T",
+                      defaultRuns: 3, flops: nil, bytes: nil) {
+            let f = RestormerFusion(), g = RestormerLossGenerator(), t = SegFormer(configuration: .b0)
+            let x = random([2, 2, 256, 256], seed: 2), x2 = random([2, 2, 256, 256], seed: 3)
+            var rng = RandomGenerator(seed: 4)
+            let labels = Tensor(shape: [2, 256, 256], scalars: (0..<(2 * 256 * 256)).map { _ in Float(rng.nextInt(below: 9)) })
+            let problem = MetaStepProblem(
+                fusion: f, lossGenerator: g, task: t, loss: FusionLoss(), fusionState: f.initialState(seed: 0),
+                generatorState: g.initialState(seed: 1), taskState: t.initialState(seed: 5), sources: x, nextSources: x2,
+                nextTargets: TaskTargets(segmentation: labels), innerLearningRate: 1e-4,
+                taskInput: { $0.resizedBilinear(to: (240, 320)) }, contextSeed: 6)
+            return { _ = problem.exactHypergradient() }
+        }
+    }
+
     static func inference(_ h: Int, _ w: Int) -> BenchWorkload {
         BenchWorkload(name: "fusion-infer-\(h)x\(w)", summary: "F forward on 1x2x\(h)x\(w), no gradients", defaultRuns: 5,
                       flops: nil, bytes: nil) {

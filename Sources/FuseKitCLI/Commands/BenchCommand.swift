@@ -9,7 +9,7 @@ struct BenchCommand: ParsableCommand {
         abstract: "Time FuseKit's benchmark workloads (median of N runs after one warm-up).",
         discussion: "Workloads: \(BenchCommand.catalogue.map(\.name).joined(separator: ", ")). Without --workload, the model workloads run; '--workload kernels' runs the kernel micro-benchmarks, '--workload scaling' F's forward pass at 240x320 and 960x1280.")
 
-    static var catalogue: [BenchWorkload] { ModelWorkloads.all + ModelWorkloads.scaling + KernelWorkloads.all }
+    static var catalogue: [BenchWorkload] { ModelWorkloads.all + ModelWorkloads.scaling + [ModelWorkloads.segformerMetaStep] + KernelWorkloads.all }
 
     @Flag(help: "Print one JSON object {workload: seconds, ..., peak_rss_mib: MiB} on stdout.")
     var json = false
