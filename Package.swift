@@ -3,9 +3,12 @@ import PackageDescription
 
 let package = Package(
     name: "FuseKit",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "FuseKit", targets: ["FuseKit"]),
+        .library(name: "RestormerFusion", targets: ["RestormerFusion"]),
+        .library(name: "SegFormerTask", targets: ["SegFormerTask"]),
+        .library(name: "YOLOTask", targets: ["YOLOTask"]),
         .executable(name: "fusekit", targets: ["FuseKitCLI"]),
     ],
     dependencies: [

@@ -38,6 +38,7 @@ import Testing
         let weights = g.weights(x, Scope(stateG))
         let fusedError = Self.maxAbsDifference(fused, fixture["fused"]!)
         let weightError = Self.maxAbsDifference(weights, fixture["weights"]!)
+        print("parity with PyTorch: F max |difference| \(fusedError), G max |difference| \(weightError)")
         #expect(fusedError <= 1e-5, "F: max |difference| \(fusedError)")
         #expect(weightError <= 1e-5, "G: max |difference| \(weightError)")
     }
@@ -64,6 +65,7 @@ import Testing
             norm += n
             #expect(d.squareRoot() <= 1e-4 * Swift.max(n.squareRoot(), 1e-3), "\(name): relative error \(d.squareRoot() / Swift.max(n.squareRoot(), 1e-12))")
         }
+        print("parity with PyTorch: fusion loss \(loss.item) vs \(expected), gradient relative error \((diff / norm).squareRoot())")
         #expect((diff / norm).squareRoot() <= 1e-4)
         // The official code's squared-weight form.
         let squared = withoutGradient {
