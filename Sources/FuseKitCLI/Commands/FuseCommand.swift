@@ -96,7 +96,9 @@ struct FuseCommand: ParsableCommand {
         for (i, pair) in pairs.enumerated() {
             let infrared = try Image(contentsOf: pair.infrared), visible = try Image(contentsOf: pair.visible)
             guard infrared.width == visible.width && infrared.height == visible.height else {
-                progress.log("skipping \(pair.name): \(pair.infrared.path) is \(infrared.width)x\(infrared.height), \(pair.visible.path) is \(visible.width)x\(visible.height)")
+                let problem = "\(pair.infrared.path) is \(infrared.width)x\(infrared.height) but \(pair.visible.path) is \(visible.width)x\(visible.height)"
+                if !isFolder.boolValue { throw ValidationError("cannot fuse: \(problem)") }
+                progress.log("skipping \(pair.name): \(problem)")
                 continue
             }
             let output = fuser.fuse(infrared: infrared, visible: visible)
