@@ -54,9 +54,11 @@ public struct DemoRun {
         var fixedRecipe = recipe
         fixedRecipe.fusionLoss.weights = .fixed
         var results: [MetaTrainer.Result] = []
+        var learnedSetup: TrainingSetup?
         for (name, r) in [("tdfusion", recipe), ("fixed-weights", fixedRecipe)] {
             let started = Date()
             let setup = try TrainingSetup.make(recipe: r, registry: registry)
+            if learnedSetup == nil { learnedSetup = setup }
             let trainer = try MetaTrainer(setup: setup, runDirectory: output.appendingPathComponent(name),
                                           observer: observer(name, r.training.epochs))
             guard let result = try trainer.run(recipeText: recipeText + (r.fusionLoss.weights == .fixed ? "\n# demo: fusion-loss.weights overridden to fixed\n" : "")) else {
@@ -66,9 +68,10 @@ public struct DemoRun {
             seconds[name] = Date().timeIntervalSince(started)
         }
         let learned = results[0], fixed = results[1]
-        let setup = try TrainingSetup.make(recipe: recipe, registry: registry)
-        let weights = try weightStatistics(setup: setup, state: learned.state, synthetic: synthetic)
-        try writeImages(setup: setup, learned: learned.state, fixed: fixed.state, synthetic: synthetic)
+        let setup = learnedSetup!
+        let scenes = testScenes(synthetic)
+        let weights = try weightStatistics(setup: setup, state: learned.state, scenes: scenes)
+        try writeImages(setup: setup, learned: learned.state, fixed: fixed.state, scenes: scenes)
         let report = Report(learned: learned, fixed: fixed, weights: weights, seconds: seconds)
         try write(report)
         return report
@@ -80,12 +83,12 @@ public struct DemoRun {
             .scenes(count: s.testCount, seed: s.seed &+ 1_000_003)
     }
 
-    func weightStatistics(setup: TrainingSetup, state: MetaTrainer.State, synthetic: SyntheticSettings) throws -> WeightStatistics {
+    func weightStatistics(setup: TrainingSetup, state: MetaTrainer.State, scenes testScenes: [SyntheticScene]) throws -> WeightStatistics {
         guard let generator = setup.lossGenerator else { throw TrainingError.data("the demo recipe needs a loss generator") }
         // Sums of the infrared weight inside / outside warm objects, per time of day and input order.
         var sums: [String: (total: Double, count: Int)] = [:]
         var scenes: [TimeOfDay: Int] = [:]
-        for scene in testScenes(synthetic) {
+        for scene in testScenes {
             scenes[scene.timeOfDay, default: 0] += 1
             let ir = scene.infraredGray.tensor(), vi = scene.visibleGray.tensor()
             for swapped in [false, true] {
@@ -111,23 +114,22 @@ public struct DemoRun {
     }
 
     /// Sources, both fusions, the w_a heat map and both segmentations of each held-out scene.
-    func writeImages(setup: TrainingSetup, learned: MetaTrainer.State, fixed: MetaTrainer.State, synthetic: SyntheticSettings) throws {
+    func writeImages(setup: TrainingSetup, learned: MetaTrainer.State, fixed: MetaTrainer.State, scenes: [SyntheticScene]) throws {
         let folder = output.appendingPathComponent("images")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let palette = [PaletteColor(red: 40, green: 40, blue: 40), PaletteColor(red: 230, green: 60, blue: 60),
                        PaletteColor(red: 60, green: 120, blue: 230), PaletteColor(red: 150, green: 150, blue: 150),
                        PaletteColor(red: 200, green: 160, blue: 90), PaletteColor(red: 70, green: 180, blue: 80)]
-        for (i, scene) in testScenes(synthetic).enumerated() {
+        for (i, scene) in scenes.enumerated() {
             let name = String(format: "%02d-%@", i, scene.timeOfDay.rawValue)
             let ir = scene.infraredGray, vi = scene.visibleGray
             try ir.write(to: folder.appendingPathComponent("\(name)-ir.png"))
             try vi.write(to: folder.appendingPathComponent("\(name)-vi.png"))
             try scene.segmentation.write(to: folder.appendingPathComponent("\(name)-label.png"), palette: palette)
             for (tag, state) in [("tdfusion", learned), ("fixed", fixed)] {
-                let fuser = Fuser(fusion: setup.fusion, state: state.fusion)
-                try fuser.fuse(infrared: ir, visible: vi).gray.write(to: folder.appendingPathComponent("\(name)-fused-\(tag).png"))
-                let sources = Tensor.concat([ir.tensor(), vi.tensor()], axis: 1)
-                let prediction = withoutGradient { setup.task.predict(setup.taskInput(fuser.fuse(sources: sources)), Scope(state.task)) }
+                let fused = Fuser(fusion: setup.fusion, state: state.fusion).fuse(infrared: ir, visible: vi)
+                try fused.gray.write(to: folder.appendingPathComponent("\(name)-fused-\(tag).png"))
+                let prediction = withoutGradient { setup.task.predict(setup.taskInput(fused.raw), Scope(state.task)) }
                 if case .segmentation(let map) = prediction {
                     var classes = map
                     if classes.shape[1] != scene.segmentation.height || classes.shape[2] != scene.segmentation.width {

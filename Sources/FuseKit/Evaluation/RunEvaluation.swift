@@ -116,9 +116,7 @@ public struct RunEvaluator {
                 fusion.images.append((sample.name, values))
             }
             if let task, let taskState {
-                let sources = Tensor.concat([sample.infrared.tensor(), sample.visible.tensor()], axis: 1)
-                let raw = fuser.fuse(sources: sources)
-                let prediction = withoutGradient { task.predict(taskInput(raw), Scope(taskState)) }
+                let prediction = withoutGradient { task.predict(taskInput(output.raw), Scope(taskState)) }
                 switch prediction {
                 case .segmentation(let classes):
                     var map = classes

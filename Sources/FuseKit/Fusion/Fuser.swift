@@ -22,6 +22,8 @@ public struct Fuser: Sendable {
 
     /// The fusion of one pair.
     public struct Output: Sendable {
+        /// The network's output [1, 1, H, W] before normalisation (what a task net is given).
+        public var raw: Tensor
         /// Fused luma, one channel in [0, 1].
         public var gray: Image
         /// Fused colour image, when a source is in colour.
@@ -47,14 +49,15 @@ public struct Fuser: Sendable {
                      "Fuser: infrared \(infrared.width)x\(infrared.height) and visible \(visible.width)x\(visible.height) differ in size")
         let a = infrared.grayLevels().image(), b = visible.grayLevels().image()
         let sources = Tensor.concat([a.tensor(), b.tensor()], axis: 1)
-        var fused = fuse(sources: sources).scalars
+        let raw = fuse(sources: sources)
+        var fused = raw.scalars
         if normalizes, let lo = fused.min(), let hi = fused.max(), hi > lo {
             let scale = 1 / (hi - lo)
             fused = fused.map { ($0 - lo) * scale }
         }
         let gray = Image(width: visible.width, height: visible.height, channels: 1, pixels: fused).clamped()
         let infraredIsColor = Self.isColor(infrared), visibleIsColor = Self.isColor(visible)
-        guard infraredIsColor || visibleIsColor else { return Output(gray: gray, color: nil) }
+        guard infraredIsColor || visibleIsColor else { return Output(raw: raw, gray: gray, color: nil) }
         let plane = gray.planeSize
         let vis = visible.yCrCb().pixels, ir = infrared.yCrCb().pixels
         var crcb: [Float]
@@ -65,6 +68,6 @@ public struct Fuser: Sendable {
             crcb = Array((visibleIsColor ? vis : ir)[plane...])
         }
         let ycrcb = Image(width: gray.width, height: gray.height, channels: 3, pixels: gray.pixels + crcb)
-        return Output(gray: gray, color: Image.rgb(fromYCrCb: ycrcb))
+        return Output(raw: raw, gray: gray, color: Image.rgb(fromYCrCb: ycrcb))
     }
 }

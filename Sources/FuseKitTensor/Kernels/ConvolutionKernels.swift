@@ -11,6 +11,12 @@ public struct ConvGeometry: Sendable, Equatable, CustomStringConvertible {
     public var inPerGroup: Int { inChannels / groups }
     public var outPerGroup: Int { outChannels / groups }
     public var inputShape: [Int] { [batch, inChannels, inHeight, inWidth] }
+    /// Pixels of one input plane.
+    public var inPlane: Int { inHeight * inWidth }
+    /// Pixels of one output plane.
+    public var outPlane: Int { outHeight * outWidth }
+    /// Rows of the im2col matrix (and columns of a group's weight matrix): Cin/groups · kH · kW.
+    public var patchSize: Int { inPerGroup * kernelHeight * kernelWidth }
     public var outputShape: [Int] { [batch, outChannels, outHeight, outWidth] }
     public var weightShape: [Int] { [outChannels, inPerGroup, kernelHeight, kernelWidth] }
 
@@ -46,7 +52,7 @@ public enum ConvKernels {
 
     /// Output rows per im2col chunk.
     static func rowsPerChunk(_ g: ConvGeometry) -> Int {
-        let perRow = g.inPerGroup * g.kernelHeight * g.kernelWidth * g.outWidth
+        let perRow = g.patchSize * g.outWidth
         return max(1, min(g.outHeight, columnBudget / max(perRow, 1)))
     }
 
@@ -59,7 +65,7 @@ public enum ConvKernels {
         let pc = SendablePointer(col)
         Parallel.forEach(g.inPerGroup * kk, itemCost: n) { r in
             let c = r / kk, ky = (r % kk) / g.kernelWidth, kx = r % g.kernelWidth
-            let plane = px.base + c * g.inHeight * g.inWidth
+            let plane = px.base + c * g.inPlane
             let dst = pc.base + r * n
             for oyRel in 0..<rows {
                 let iy = (rowStart + oyRel) * g.strideY - g.padY + ky * g.dilationY
@@ -95,7 +101,7 @@ public enum ConvKernels {
         let pd = SendablePointer(dx)
         // One channel per work item, so no two workers touch the same plane.
         Parallel.forEach(g.inPerGroup, itemCost: n * kk) { c in
-            let plane = pd.base + c * g.inHeight * g.inWidth
+            let plane = pd.base + c * g.inPlane
             for k in 0..<kk {
                 let ky = k / g.kernelWidth, kx = k % g.kernelWidth
                 let src = pc.base + (c * kk + k) * n
@@ -120,18 +126,34 @@ public enum ConvKernels {
         }
     }
 
+    /// Runs `body(rowStart, rowEnd, columns)` over chunks of output rows, with the chunk's
+    /// im2col matrix of `x` (one group's planes), or an uninitialised buffer of the same size
+    /// when `x` is nil.
+    static func forEachRowChunk(_ x: UnsafePointer<Float>?, _ g: ConvGeometry,
+                                _ body: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+        let chunk = rowsPerChunk(g)
+        let columnCount = g.patchSize * chunk * g.outWidth
+        let col = BufferPool.allocateFloats(columnCount)
+        defer { BufferPool.releaseFloats(col, columnCount) }
+        var r0 = 0
+        while r0 < g.outHeight {
+            let r1 = min(g.outHeight, r0 + chunk)
+            if let x { im2col(x, g, rowStart: r0, rowEnd: r1, col) }
+            body(r0, r1, col)
+            r0 = r1
+        }
+    }
+
     /// Whether the (batch, group) products are small enough to run in parallel, one per worker.
     static func parallelItems(_ g: ConvGeometry) -> Bool {
-        let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
-        return Gemm.parallelizesAcrossProducts(count: g.batch * g.groups, work: g.outPerGroup * kdim * g.outHeight * g.outWidth)
+        Gemm.parallelizesAcrossProducts(count: g.batch * g.groups, work: g.outPerGroup * g.patchSize * g.outPlane)
     }
 
     /// Runs `body(b, group, serial)` for every (batch, group) pair: in parallel with serial
     /// products when they are small, else one after the other with split products.
     static func forEachItem(_ g: ConvGeometry, _ body: (Int, Int, Bool) -> Void) {
         if parallelItems(g) {
-            let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
-            Parallel.forEach(g.batch * g.groups, itemCost: g.outPerGroup * kdim * g.outHeight * g.outWidth / 16) { item in
+            Parallel.forEach(g.batch * g.groups, itemCost: g.outPerGroup * g.patchSize * g.outPlane / 16) { item in
                 body(item / g.groups, item % g.groups, true)
             }
         } else {
@@ -145,9 +167,7 @@ public enum ConvKernels {
             Depthwise3x3.forward(x, w, g, y, flipped: false)
             return
         }
-        let inPlane = g.inHeight * g.inWidth, outPlane = g.outHeight * g.outWidth
-        let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
-        let chunk = rowsPerChunk(g)
+        let (inPlane, outPlane, kdim) = (g.inPlane, g.outPlane, g.patchSize)
         let px = SendablePointer(UnsafeMutablePointer(mutating: x)), pw = SendablePointer(UnsafeMutablePointer(mutating: w))
         let py = SendablePointer(y)
         forEachItem(g) { b, grp, serial in
@@ -159,16 +179,9 @@ public enum ConvKernels {
                 product(false, false, g.outPerGroup, outPlane, kdim, 1, wg, kdim, xg, outPlane, 0, yg, outPlane)
                 return
             }
-            let columnCount = kdim * chunk * g.outWidth
-            let col = BufferPool.allocateFloats(columnCount)
-            defer { BufferPool.releaseFloats(col, columnCount) }
-            var r0 = 0
-            while r0 < g.outHeight {
-                let r1 = min(g.outHeight, r0 + chunk)
-                im2col(xg, g, rowStart: r0, rowEnd: r1, col)
+            forEachRowChunk(xg, g) { r0, r1, col in
                 let n = (r1 - r0) * g.outWidth
                 product(false, false, g.outPerGroup, n, kdim, 1, wg, kdim, col, n, 0, yg + r0 * g.outWidth, outPlane)
-                r0 = r1
             }
         }
     }
@@ -179,10 +192,8 @@ public enum ConvKernels {
             Depthwise3x3.forward(dy, w, g, dx, flipped: true)
             return
         }
-        let inPlane = g.inHeight * g.inWidth, outPlane = g.outHeight * g.outWidth
-        let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
+        let (inPlane, outPlane, kdim) = (g.inPlane, g.outPlane, g.patchSize)
         if !g.isPointwise { Kernels.fill(dx, count: g.batch * g.inChannels * inPlane, value: 0) }
-        let chunk = rowsPerChunk(g)
         let pdy = SendablePointer(UnsafeMutablePointer(mutating: dy)), pw = SendablePointer(UnsafeMutablePointer(mutating: w))
         let pdx = SendablePointer(dx)
         forEachItem(g) { b, grp, serial in
@@ -194,17 +205,11 @@ public enum ConvKernels {
                 product(true, false, g.inPerGroup, outPlane, g.outPerGroup, 1, wg, kdim, dyg, outPlane, 0, dxg, inPlane)
                 return
             }
-            let columnCount = kdim * chunk * g.outWidth
-            let col = BufferPool.allocateFloats(columnCount)
-            defer { BufferPool.releaseFloats(col, columnCount) }
-            var r0 = 0
-            while r0 < g.outHeight {
-                let r1 = min(g.outHeight, r0 + chunk)
+            forEachRowChunk(nil, g) { r0, r1, col in
                 let n = (r1 - r0) * g.outWidth
                 // col = Wᵀ · dy[:, rows]; dy's row block has stride outPlane per channel.
                 product(true, false, kdim, n, g.outPerGroup, 1, wg, kdim, dyg + r0 * g.outWidth, outPlane, 0, col, n)
                 col2im(col, g, rowStart: r0, rowEnd: r1, dxg)
-                r0 = r1
             }
         }
     }
@@ -215,7 +220,7 @@ public enum ConvKernels {
             Depthwise3x3.weightGradient(x, dy, g, dw)
             return
         }
-        let weightCount = g.outChannels * g.inPerGroup * g.kernelHeight * g.kernelWidth
+        let weightCount = g.outChannels * g.patchSize
         if g.batch == 0 {
             Kernels.fill(dw, count: weightCount, value: 0)
             return
@@ -240,30 +245,21 @@ public enum ConvKernels {
     static func accumulateWeightGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ g: ConvGeometry,
                                          _ dw: UnsafeMutablePointer<Float>, batches: StrideTo<Int>, serial: Bool) {
         let product = Gemm.product(serial: serial)
-        let inPlane = g.inHeight * g.inWidth, outPlane = g.outHeight * g.outWidth
-        let kdim = g.inPerGroup * g.kernelHeight * g.kernelWidth
-        let chunk = rowsPerChunk(g)
-        let columnCount = g.isPointwise ? 0 : kdim * chunk * g.outWidth
-        let col = g.isPointwise ? nil : BufferPool.allocateFloats(columnCount)
-        defer { if let col { BufferPool.releaseFloats(col, columnCount) } }
+        let (inPlane, outPlane, kdim) = (g.inPlane, g.outPlane, g.patchSize)
         var first = true
         for b in batches {
             for grp in 0..<g.groups {
                 let xg = x + (b * g.inChannels + grp * g.inPerGroup) * inPlane
                 let dyg = dy + (b * g.outChannels + grp * g.outPerGroup) * outPlane
                 let dwg = dw + grp * g.outPerGroup * kdim
-                if let col {
-                    var r0 = 0
-                    while r0 < g.outHeight {
-                        let r1 = min(g.outHeight, r0 + chunk)
+                if g.isPointwise {
+                    product(false, true, g.outPerGroup, kdim, outPlane, 1, dyg, outPlane, xg, outPlane, first ? 0 : 1, dwg, kdim)
+                } else {
+                    forEachRowChunk(xg, g) { r0, r1, col in
                         let n = (r1 - r0) * g.outWidth
-                        im2col(xg, g, rowStart: r0, rowEnd: r1, col)
                         product(false, true, g.outPerGroup, kdim, n, 1, dyg + r0 * g.outWidth, outPlane, col, n,
                                 (first && r0 == 0) ? 0 : 1, dwg, kdim)
-                        r0 = r1
                     }
-                } else {
-                    product(false, true, g.outPerGroup, kdim, outPlane, 1, dyg, outPlane, xg, outPlane, first ? 0 : 1, dwg, kdim)
                 }
             }
             first = false

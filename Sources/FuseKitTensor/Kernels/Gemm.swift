@@ -85,7 +85,7 @@ public enum Gemm {
                 let j0 = (n * t / threads) & ~15, j1 = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
                 guard j1 > j0 else { return }
                 let bj = transposeB ? pb.base + j0 * ldb : pb.base + j0
-                call(transposeA, transposeB, m, j1 - j0, k, alpha, bj, lda: nil, a: pa.base, aLeading: lda, ldb, beta, pc.base + j0, ldc)
+                call(transposeA, transposeB, m, j1 - j0, k, alpha, pa.base, lda, bj, ldb, beta, pc.base + j0, ldc)
             }
         } else if m >= 16 * threads {
             // Rows of C (and of op(A)).
@@ -125,14 +125,6 @@ public enum Gemm {
                      _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-    }
-
-    /// The column-split call: B's columns offset, A whole.
-    @inline(__always)
-    static func call(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
-                     _ bColumns: UnsafePointer<Float>, lda _: Int?, a: UnsafePointer<Float>, aLeading: Int, _ ldb: Int,
-                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
-        call(transposeA, transposeB, m, n, k, alpha, a, aLeading, bColumns, ldb, beta, c, ldc)
     }
 
     /// One product by OpenBLAS with its own thread pool (all cores), bypassing FuseKit's split;
