@@ -1,18 +1,24 @@
 import FuseKit
 
 /// The "MLP" of the official decoder: one linear layer nested as `proj`.
-struct DecoderProjection: Module {
-    let proj: ChannelLinear
-    init(_ inChannels: Int, _ outChannels: Int) { proj = ChannelLinear(inChannels, outChannels) }
-    var children: [(name: String, module: any Module)] { [("proj", proj)] }
+public struct DecoderProjection: UnaryModule {
+    public let proj: Child<ChannelLinear>
+    public init(_ inChannels: Int, _ outChannels: Int) { proj = Child("proj", ChannelLinear(inChannels, outChannels)) }
+    public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor { proj(x, p) }
 }
 
-/// mmcv's `ConvModule` as TDFusion writes it: a bias-free 1x1 convolution then BatchNorm
-/// (`conv`, `bn`); the ReLU follows in the head.
-struct ConvNormModule: Module {
-    let conv: Conv2d
-    let bn: BatchNorm2d
-    var children: [(name: String, module: any Module)] { [("conv", conv), ("bn", bn)] }
+/// mmcv's `ConvModule` as TDFusion writes it: a bias-free 1x1 convolution, BatchNorm and ReLU
+/// (`conv`, `bn`).
+public struct ConvNormModule: UnaryModule {
+    public let conv: Child<Conv2d>
+    public let bn: Child<BatchNorm2d>
+
+    public init(_ inChannels: Int, _ outChannels: Int, batchNormEpsilon: Float, batchNormMomentum: Float) {
+        conv = Child("conv", Conv2d(inChannels, outChannels, kernelSize: 1, bias: false))
+        bn = Child("bn", BatchNorm2d(outChannels, eps: batchNormEpsilon, momentum: batchNormMomentum))
+    }
+
+    public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor { bn(conv(x, p), p).relu() }
 }
 
 /// SegFormer's all-MLP decoder. Each stage output c_k is projected by a linear layer to
@@ -20,74 +26,66 @@ struct ConvNormModule: Module {
 /// maps, concatenated as [c4, c3, c2, c1], are fused by a bias-free 1x1 convolution, BatchNorm and
 /// ReLU; then channel dropout and a 1x1 classifier give logits at 1/4 of the input size.
 ///
-/// Official names: `linear_c{1..4}.proj`, `linear_fuse.conv`, `linear_fuse.bn`, `linear_pred`.
+/// Official names: `linear_c{1..4}.proj`, `linear_fuse.conv`, `linear_fuse.bn`, `linear_pred`
+/// (registered c4 first, as the official code).
 ///
 /// The fusion convolution is linear, and so are the projections and the bilinear resize, so the
 /// head applies each stage's slice of the fusion weight before upsampling (composing it with the
 /// projection when that is cheaper): the same function as concatenating full-resolution maps,
 /// at a fraction of the cost (the fused 4·dim -> dim product at 1/4 resolution is most of the
 /// official head's work).
-public struct SegFormerHead: Module {
-    public let inChannels: [Int]
+public struct SegFormerHead: Layer {
     public let decoderDim: Int
     public let classes: Int
-    let projections: [DecoderProjection]
-    let fuse: ConvNormModule
+    let linearC4, linearC3, linearC2, linearC1: Child<DecoderProjection>
+    let linearFuse: Child<ConvNormModule>
     let dropout: ChannelDropout
-    let classifier: Conv2d
+    let linearPred: Child<Conv2d>
 
-    /// A head over stages with `inChannels` channels (four entries).
-    public init(inChannels: [Int], decoderDim: Int, classes: Int, dropout: Float = 0.1,
-                batchNormEpsilon: Float = 1e-3, batchNormMomentum: Float = 0.03) {
+    /// A head over stages with `inChannels` channels (four entries, c1 first).
+    public init(inChannels: [Int], decoderDim: Int, classes: Int, dropout: Float, batchNormEpsilon: Float, batchNormMomentum: Float) {
         require(inChannels.count == 4, "SegFormerHead: four stage widths are needed, got \(inChannels)")
         require(classes >= 1 && decoderDim >= 1, "SegFormerHead: classes \(classes) and decoder width \(decoderDim) must be positive")
-        self.inChannels = inChannels
         self.decoderDim = decoderDim
         self.classes = classes
-        projections = inChannels.map { DecoderProjection($0, decoderDim) }
-        fuse = ConvNormModule(conv: Conv2d(4 * decoderDim, decoderDim, kernelSize: 1, bias: false),
-                              bn: BatchNorm2d(decoderDim, eps: batchNormEpsilon, momentum: batchNormMomentum))
+        linearC4 = Child("linear_c4", DecoderProjection(inChannels[3], decoderDim))
+        linearC3 = Child("linear_c3", DecoderProjection(inChannels[2], decoderDim))
+        linearC2 = Child("linear_c2", DecoderProjection(inChannels[1], decoderDim))
+        linearC1 = Child("linear_c1", DecoderProjection(inChannels[0], decoderDim))
+        linearFuse = Child("linear_fuse", ConvNormModule(4 * decoderDim, decoderDim, batchNormEpsilon: batchNormEpsilon,
+                                                         batchNormMomentum: batchNormMomentum))
         self.dropout = ChannelDropout(dropout)
-        classifier = Conv2d(decoderDim, classes, kernelSize: 1)
+        linearPred = Child("linear_pred", Conv2d(decoderDim, classes, kernelSize: 1))
     }
 
-    public var children: [(name: String, module: any Module)] {
-        [("linear_c4", projections[3]), ("linear_c3", projections[2]), ("linear_c2", projections[1]),
-         ("linear_c1", projections[0]), ("linear_fuse", fuse), ("linear_pred", classifier)]
-    }
+    /// Channels of the four stages the head takes, c1 first.
+    public var inChannels: [Int] { [linearC1, linearC2, linearC3, linearC4].map(\.proj.inFeatures) }
 
     /// Logits [B, classes, h1, w1] from the four stage outputs (c1 first, as the encoder returns them).
     public func callAsFunction(_ features: [Tensor], _ p: Scope) -> Tensor {
         require(features.count == 4, "SegFormerHead: four feature maps are needed, got \(features.count)")
+        let widths = inChannels
         for (k, f) in features.enumerated() {
-            require(f.rank == 4 && f.shape[1] == inChannels[k],
-                    "SegFormerHead: stage \(k + 1) must have \(inChannels[k]) channels, got \(Shape.describe(f.shape))")
+            require(f.rank == 4 && f.shape[1] == widths[k],
+                    "SegFormerHead: stage \(k + 1) must have \(widths[k]) channels, got \(Shape.describe(f.shape))")
         }
         let e = decoderDim
         let size = (features[0].shape[2], features[0].shape[3])
-        let fuseScope = p.child("linear_fuse")
-        let fuseWeight = fuseScope.child("conv")["weight"].reshaped([e, 4 * e])
-        var fused: Tensor? = nil
-        // Concatenation order of the official head: c4, c3, c2, c1.
-        for (slot, k) in [3, 2, 1, 0].enumerated() {
-            let projection = p.child("linear_c\(k + 1)").child("proj")
-            let weight = projection["weight"], bias = projection["bias"]
-            let slice = fuseWeight.sliced(axis: 1, (slot * e)..<((slot + 1) * e))
-            let c = features[k]
-            let pixels = c.shape[0] * c.shape[2] * c.shape[3]
-            var y: Tensor
-            if inChannels[k] < pixels {
-                // (slice · W) c + slice · b: one product at the stage's resolution.
-                let composedWeight = Tensor.matmul(slice, weight)
-                let composedBias = Tensor.matmul(slice, bias.reshaped([e, 1])).reshaped([e])
-                y = ChannelLinear.apply(c, weight: composedWeight, bias: composedBias)
-            } else {
-                y = ChannelLinear.apply(ChannelLinear.apply(c, weight: weight, bias: bias), weight: slice, bias: nil)
+        let fused = linearFuse.run(in: p) { fuse, fuseScope in
+            let mixed = fuse.conv.run(in: fuseScope) { conv, convScope in
+                let fuseWeight = convScope[conv.weight].reshaped([e, 4 * e])
+                var sum: Tensor? = nil
+                // Concatenation order of the official head: c4, c3, c2, c1.
+                for (slot, (projection, c)) in zip([linearC4, linearC3, linearC2, linearC1], features.reversed()).enumerated() {
+                    let slice = fuseWeight.sliced(axis: 1, (slot * e)..<((slot + 1) * e))
+                    let y = projection.run(in: p) { module, scope in module.proj(c, scope, followedBy: slice) }
+                        .resizedBilinear(to: size, alignCorners: false)
+                    sum = sum.map { $0 + y } ?? y
+                }
+                return sum!
             }
-            y = y.resizedBilinear(to: size, alignCorners: false)
-            fused = fused.map { $0 + y } ?? y
+            return fuse.bn(mixed, fuseScope).relu()
         }
-        let normalized = fuse.bn(fused!, fuseScope.child("bn")).relu()
-        return classifier(dropout(normalized, p), p.child("linear_pred"))
+        return linearPred(dropout(fused, p), p)
     }
 }

@@ -6,6 +6,8 @@ import FuseKit
 // layers are 1x1 convolutions with the official [out, in] weights (same storage, reshaped), the
 // LayerNorms normalise over the channel axis, and attention is computed on [B, heads, d, N] slices,
 // so a block needs no transpose at all. Parameter names and shapes are the official ones.
+//
+// These layers are public so that other plugins (MRFS's dual-stream MiT) build on them.
 
 /// The initialisation of every convolution in the official MiT code: weights drawn from
 /// N(0, 2 / fan_out) with fan_out = kH · kW · out / groups, biases zero.
@@ -14,82 +16,123 @@ func fanOutNormal(kernel: Int, outChannels: Int, groups: Int) -> Initializer {
     return .normal(mean: 0, std: (2 / Float(fanOut)).squareRoot())
 }
 
-/// The initialisation of every `nn.Linear` weight in the official MiT code (biases are zero).
-let truncatedNormal02 = Initializer.truncatedNormal(std: 0.02)
-
 /// A token-wise `nn.Linear(inFeatures, outFeatures)` applied to the channels of an NCHW map:
 /// parameters `weight` [out, in] and `bias` [out], as the official state dict stores them; the
 /// product is a 1x1 convolution (one GEMM per image, no transpose).
 public struct ChannelLinear: UnaryModule {
     public let inFeatures: Int
     public let outFeatures: Int
-    /// Initialiser of the weight.
-    public let weightInit: Initializer
-    /// Initialiser of the bias.
-    public let biasInit: Initializer
+    public let weight: ParameterSpec
+    public let bias: ParameterSpec?
 
-    /// A linear layer with the given initialisers (PyTorch's `nn.Linear` default when nil).
-    public init(_ inFeatures: Int, _ outFeatures: Int, weightInit: Initializer? = nil, biasInit: Initializer? = nil) {
+    /// A linear layer with PyTorch's `nn.Linear` initialisation (kaiming-uniform weight, uniform bias).
+    public init(_ inFeatures: Int, _ outFeatures: Int) {
+        self.init(inFeatures, outFeatures, weightInit: .kaimingUniform(fanIn: inFeatures),
+                  biasInit: .uniform(bound: 1 / Float(max(inFeatures, 1)).squareRoot()))
+    }
+
+    /// A linear layer initialised as the official MiT code does (truncated normal with std 0.02,
+    /// zero bias); `bias: false` leaves the bias out (`qkv_bias=False`).
+    public static func mit(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) -> ChannelLinear {
+        ChannelLinear(inFeatures, outFeatures, weightInit: .truncatedNormal(std: 0.02), biasInit: bias ? .constant(0) : nil)
+    }
+
+    init(_ inFeatures: Int, _ outFeatures: Int, weightInit: Initializer, biasInit: Initializer?) {
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
-        self.weightInit = weightInit ?? .kaimingUniform(fanIn: inFeatures)
-        self.biasInit = biasInit ?? .uniform(bound: 1 / Float(max(inFeatures, 1)).squareRoot())
-    }
-
-    /// A linear layer initialised as the official MiT code does (truncated normal, std 0.02; bias 0).
-    static func mit(_ inFeatures: Int, _ outFeatures: Int) -> ChannelLinear {
-        ChannelLinear(inFeatures, outFeatures, weightInit: truncatedNormal02, biasInit: .constant(0))
-    }
-
-    public var ownParameters: [ParameterSpec] {
-        [ParameterSpec("weight", [outFeatures, inFeatures], weightInit),
-         ParameterSpec("bias", [outFeatures], biasInit, decays: false)]
+        weight = ParameterSpec("weight", [outFeatures, inFeatures], weightInit)
+        bias = biasInit.map { ParameterSpec("bias", [outFeatures], $0, decays: false) }
     }
 
     /// Applies the layer to the channels of `x` [B, in, H, W], giving [B, out, H, W].
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        ChannelLinear.apply(x, weight: p["weight"], bias: p["bias"])
+        ChannelLinear.apply(x, weight: p[weight], bias: bias.map { p[$0] })
+    }
+
+    /// Only the output features `outputs` (the same values as slicing the full output, without
+    /// computing the rest).
+    public func callAsFunction(_ x: Tensor, _ p: Scope, outputs: Range<Int>) -> Tensor {
+        guard outputs.count != outFeatures else { return self(x, p) }
+        return ChannelLinear.apply(x, weight: p[weight].sliced(axis: 0, outputs), bias: bias.map { p[$0].sliced(axis: 0, outputs) })
+    }
+
+    /// The output times `scale`, with the scale applied to the weight and bias (a pass over
+    /// the small parameters instead of the output).
+    public func callAsFunction(_ x: Tensor, _ p: Scope, scale: Float) -> Tensor {
+        ChannelLinear.apply(x, weight: p[weight] * scale, bias: bias.map { p[$0] * scale })
+    }
+
+    /// `mix` · (W x + b) for a matrix `mix` [m, out]: a linear map applied after this layer (a
+    /// slice of the decoder's fusion convolution), composed with it when that is cheaper.
+    public func callAsFunction(_ x: Tensor, _ p: Scope, followedBy mix: Tensor) -> Tensor {
+        let w = p[weight], b = bias.map { p[$0] }
+        let pixels = x.shape[0] * x.shape[2] * x.shape[3]
+        guard inFeatures < pixels else {
+            return ChannelLinear.apply(ChannelLinear.apply(x, weight: w, bias: b), weight: mix, bias: nil)
+        }
+        // (mix · W) x + mix · b: one product at the input's resolution.
+        let composedBias = b.map { Tensor.matmul(mix, $0.reshaped([outFeatures, 1])).reshaped([mix.shape[0]]) }
+        return ChannelLinear.apply(x, weight: Tensor.matmul(mix, w), bias: composedBias)
     }
 
     /// `weight` [out, in] and `bias` [out] applied to the channels of an NCHW map.
-    static func apply(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    public static func apply(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         require(x.rank == 4 && x.shape[1] == weight.shape[1],
                 "ChannelLinear: input \(Shape.describe(x.shape)) does not have \(weight.shape[1]) channels")
         return Tensor.conv2d(x, weight.reshaped([weight.shape[0], weight.shape[1], 1, 1]), bias: bias)
     }
 }
 
-/// A 2-D convolution with the official MiT initialisation (fan-out normal weights, zero bias).
-struct MiTConv2d: UnaryModule {
-    let inChannels: Int
-    let outChannels: Int
-    let kernelSize: Int
-    let stride: Int
-    let padding: Int
-    let groups: Int
+extension Child where M == ChannelLinear {
+    /// Only the output features `outputs`; see ``ChannelLinear/callAsFunction(_:_:outputs:)``.
+    public func callAsFunction(_ x: Tensor, _ p: Scope, outputs: Range<Int>) -> Tensor {
+        run(in: p) { linear, scope in linear(x, scope, outputs: outputs) }
+    }
 
-    init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int, groups: Int = 1) {
+    /// The output times `scale`; see ``ChannelLinear/callAsFunction(_:_:scale:)``.
+    public func callAsFunction(_ x: Tensor, _ p: Scope, scale: Float) -> Tensor {
+        run(in: p) { linear, scope in linear(x, scope, scale: scale) }
+    }
+
+    /// The layer followed by a linear map; see ``ChannelLinear/callAsFunction(_:_:followedBy:)``.
+    public func callAsFunction(_ x: Tensor, _ p: Scope, followedBy mix: Tensor) -> Tensor {
+        run(in: p) { linear, scope in linear(x, scope, followedBy: mix) }
+    }
+}
+
+/// A 2-D convolution with the official MiT initialisation (fan-out normal weights, zero bias).
+public struct MiTConv2d: UnaryModule {
+    public let inChannels: Int
+    public let outChannels: Int
+    public let kernelSize: Int
+    public let stride: Int
+    public let padding: Int
+    public let groups: Int
+    public let weight: ParameterSpec
+    public let bias: ParameterSpec
+
+    /// A `kernelSize` x `kernelSize` convolution with a bias.
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int, padding: Int, groups: Int = 1) {
+        require(groups >= 1 && inChannels % groups == 0 && outChannels % groups == 0,
+                "MiTConv2d: \(groups) groups must divide \(inChannels) input and \(outChannels) output channels")
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.kernelSize = kernelSize
         self.stride = stride
         self.padding = padding
         self.groups = groups
+        weight = ParameterSpec("weight", [outChannels, inChannels / groups, kernelSize, kernelSize],
+                               fanOutNormal(kernel: kernelSize, outChannels: outChannels, groups: groups))
+        bias = ParameterSpec("bias", [outChannels], .constant(0), decays: false)
     }
 
-    var ownParameters: [ParameterSpec] {
-        [ParameterSpec("weight", [outChannels, inChannels / groups, kernelSize, kernelSize],
-                       fanOutNormal(kernel: kernelSize, outChannels: outChannels, groups: groups)),
-         ParameterSpec("bias", [outChannels], .constant(0), decays: false)]
-    }
-
-    func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        Tensor.conv2d(x, p["weight"], bias: p["bias"], stride: (stride, stride), padding: (padding, padding), groups: groups)
+    public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
+        Tensor.conv2d(x, p[weight], bias: p[bias], stride: (stride, stride), padding: (padding, padding), groups: groups)
     }
 }
 
 /// The GELU used in the Mix-FFN.
-public enum GELUForm: String, Sendable, CaseIterable {
+public enum GELUForm: String, ParameterChoice {
     /// The exact erf form, `nn.GELU()` (NVlabs SegFormer).
     case exact
     /// The tanh approximation 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), which the copy of the
@@ -112,170 +155,151 @@ public enum GELUForm: String, Sendable, CaseIterable {
 /// (7x7/4 for the first stage, 3x3/2 after), then LayerNorm over the channels (eps 1e-5, as the
 /// official `nn.LayerNorm(embed_dim)`). NCHW in and out. Names: `proj`, `norm`.
 public struct OverlapPatchEmbedding: UnaryModule {
-    public let inChannels: Int
-    public let embedDim: Int
-    public let patchSize: Int
-    public let stride: Int
-    let proj: MiTConv2d
-    let norm: ChannelLayerNorm
+    public let proj: Child<MiTConv2d>
+    public let norm: Child<ChannelLayerNorm>
 
     /// An embedding of `inChannels` into `embedDim` channels with a `patchSize` kernel and `stride`.
     public init(inChannels: Int, embedDim: Int, patchSize: Int, stride: Int) {
-        self.inChannels = inChannels
-        self.embedDim = embedDim
-        self.patchSize = patchSize
-        self.stride = stride
-        proj = MiTConv2d(inChannels, embedDim, kernelSize: patchSize, stride: stride, padding: patchSize / 2)
-        norm = ChannelLayerNorm(embedDim, eps: 1e-5)
+        proj = Child("proj", MiTConv2d(inChannels, embedDim, kernelSize: patchSize, stride: stride, padding: patchSize / 2))
+        norm = Child("norm", ChannelLayerNorm(embedDim, eps: 1e-5))
     }
 
-    public var children: [(name: String, module: any Module)] { [("proj", proj), ("norm", norm)] }
+    /// The embedding of MiT stage `stage` (0-based): 7x7 with stride 4 for the first, 3x3 with
+    /// stride 2 after.
+    public init(stage: Int, inChannels: Int, embedDim: Int) {
+        self.init(inChannels: inChannels, embedDim: embedDim, patchSize: stage == 0 ? 7 : 3, stride: stage == 0 ? 4 : 2)
+    }
+
+    public var inChannels: Int { proj.inChannels }
+    public var embedDim: Int { proj.outChannels }
 
     /// Embeds `x` [B, in, H, W] into [B, embedDim, ⌈H/s⌉, ⌈W/s⌉] (for odd kernels).
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        norm(proj(x, p.child("proj")), p.child("norm"))
+        norm(proj(x, p), p)
     }
 }
 
-/// SegFormer's efficient self-attention on an NCHW map: multi-head attention whose keys and
-/// values come from a copy reduced by a `reduction` x `reduction` stride convolution and a
-/// LayerNorm (eps 1e-5) when `reduction > 1`. The official token-layout module is FuseKitNN's
-/// `SpatialReductionAttention`; this one computes the same function on [B, C, H, W] without
+/// SegFormer's efficient self-attention ("spatial-reduction attention") on an NCHW map:
+/// multi-head attention whose keys and values come from a copy reduced by a `reduction` x
+/// `reduction` stride convolution and a LayerNorm (eps 1e-5) when `reduction > 1`. The official
+/// module works on tokens [B, N, C]; this one computes the same function on [B, C, H, W] without
 /// transposes. Names: `q`, `kv`, `proj`, `sr`, `norm` (official; `kv` stacks keys then values).
-public struct EfficientSelfAttention: UnaryModule {
+public struct SpatialReductionAttention: UnaryModule {
     public let dim: Int
     public let heads: Int
     public let reduction: Int
-    let q: ChannelLinear
-    let kv: ChannelLinear
-    let proj: ChannelLinear
-    let sr: MiTConv2d?
-    let norm: ChannelLayerNorm?
+    public let q: Child<ChannelLinear>
+    public let kv: Child<ChannelLinear>
+    public let proj: Child<ChannelLinear>
+    public let sr: Child<MiTConv2d>?
+    public let norm: Child<ChannelLayerNorm>?
 
-    /// Attention over `dim` channels with `heads` heads and spatial reduction ratio `reduction`.
-    public init(dim: Int, heads: Int, reduction: Int) {
-        require(heads > 0 && dim % heads == 0, "EfficientSelfAttention: dim \(dim) is not divisible by \(heads) heads")
-        require(reduction >= 1, "EfficientSelfAttention: reduction ratio \(reduction) must be at least 1")
+    /// Attention over `dim` channels with `heads` heads and spatial-reduction ratio `reduction`;
+    /// `qkvBias` as the official `qkv_bias` (true in SegFormer).
+    public init(dim: Int, heads: Int, reduction: Int, qkvBias: Bool = true) {
+        require(heads > 0 && dim % heads == 0, "SpatialReductionAttention: dim \(dim) is not divisible by \(heads) heads")
+        require(reduction >= 1, "SpatialReductionAttention: reduction ratio \(reduction) must be at least 1")
         self.dim = dim
         self.heads = heads
         self.reduction = reduction
-        q = .mit(dim, dim)
-        kv = .mit(dim, 2 * dim)
-        proj = .mit(dim, dim)
-        if reduction > 1 {
-            sr = MiTConv2d(dim, dim, kernelSize: reduction, stride: reduction, padding: 0)
-            norm = ChannelLayerNorm(dim, eps: 1e-5)
-        } else {
-            sr = nil
-            norm = nil
-        }
-    }
-
-    public var children: [(name: String, module: any Module)] {
-        var list: [(name: String, module: any Module)] = [("q", q), ("kv", kv), ("proj", proj)]
-        if let sr, let norm { list += [("sr", sr), ("norm", norm)] }
-        return list
+        q = Child("q", .mit(dim, dim, bias: qkvBias))
+        kv = Child("kv", .mit(dim, 2 * dim, bias: qkvBias))
+        proj = Child("proj", .mit(dim, dim))
+        sr = reduction > 1 ? Child("sr", MiTConv2d(dim, dim, kernelSize: reduction, stride: reduction, padding: 0)) : nil
+        norm = reduction > 1 ? Child("norm", ChannelLayerNorm(dim, eps: 1e-5)) : nil
     }
 
     /// Self-attention of the pixels of `x` [B, dim, H, W]; the result has the same shape.
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        require(x.rank == 4 && x.shape[1] == dim, "EfficientSelfAttention: input \(Shape.describe(x.shape)) does not have \(dim) channels")
+        require(x.rank == 4 && x.shape[1] == dim, "SpatialReductionAttention: input \(Shape.describe(x.shape)) does not have \(dim) channels")
         let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
-        let d = dim / heads, n = h * w
+        let d = dim / heads
         // The 1/√d scale of the scores is applied to q's weight and bias (tiny) instead of the
         // N·M scores: the same product, without a pass over a large tensor.
-        let scale = 1 / Float(d).squareRoot()
-        let qScope = p.child("q")
-        let queries = ChannelLinear.apply(x, weight: qScope["weight"] * scale, bias: qScope["bias"] * scale).reshaped([b, heads, d, n])
-        var source = x
-        if let sr, let norm {
-            require(h >= reduction && w >= reduction,
-                    "EfficientSelfAttention: a \(h)x\(w) map is smaller than the reduction ratio \(reduction)")
-            source = norm(sr(x, p.child("sr")), p.child("norm"))
-        }
-        let m = source.shape[2] * source.shape[3]
+        let queries = q(x, p, scale: 1 / Float(d).squareRoot())
+        let source = reduced(x, p)
         // Keys and values from the two halves of the kv weight: no copy of the activations.
-        let kvScope = p.child("kv")
-        let weight = kvScope["weight"], bias = kvScope["bias"]
-        let keys = ChannelLinear.apply(source, weight: weight.sliced(axis: 0, 0..<dim), bias: bias.sliced(axis: 0, 0..<dim))
-            .reshaped([b, heads, d, m])
-        let values = ChannelLinear.apply(source, weight: weight.sliced(axis: 0, dim..<(2 * dim)), bias: bias.sliced(axis: 0, dim..<(2 * dim)))
-            .reshaped([b, heads, d, m])
+        let keys = kv(source, p, outputs: 0..<dim), values = kv(source, p, outputs: dim..<(2 * dim))
+        let mixed = Self.attention(queries: queries, keys: keys, values: values, heads: heads)
+        return proj(mixed.reshaped([b, dim, h, w]), p)
+    }
+
+    /// The source of the keys and values: `x` reduced by the `sr` convolution and `norm` when
+    /// the reduction ratio is above 1, else `x` itself.
+    public func reduced(_ x: Tensor, _ p: Scope) -> Tensor {
+        guard let sr, let norm else { return x }
+        require(x.shape[2] >= reduction && x.shape[3] >= reduction,
+                "SpatialReductionAttention: a \(x.shape[2])x\(x.shape[3]) map is smaller than the reduction ratio \(reduction)")
+        return norm(sr(x, p), p)
+    }
+
+    /// Multi-head attention of channel-first maps: `queries` [B, C, H, W] (already scaled by
+    /// 1/√d), `keys` and `values` [B, C, h, w]; heads split the channels into groups of d = C /
+    /// heads. Returns Σ_m softmax_m(q_n · k_m) v_m as [B, C, H, W].
+    public static func attention(queries: Tensor, keys: Tensor, values: Tensor, heads: Int) -> Tensor {
+        let (b, c) = (queries.shape[0], queries.shape[1])
+        let n = queries.shape[2] * queries.shape[3], m = keys.shape[2] * keys.shape[3]
+        let d = c / heads
+        let q = queries.reshaped([b, heads, d, n])
+        let k = keys.reshaped([b, heads, d, m]), v = values.reshaped([b, heads, d, m])
         // scores[n, m] = q[:, n] · k[:, m]; out[:, n] = Σ_m attention[n, m] v[:, m].
-        let attention = Tensor.matmul(queries, keys, transposeA: true).softmax(axis: -1)
-        let mixed = Tensor.matmul(values, attention, transposeB: true).reshaped([b, dim, h, w])
-        return proj(mixed, p.child("proj"))
+        let attention = Tensor.matmul(q, k, transposeA: true).softmax(axis: -1)
+        return Tensor.matmul(v, attention, transposeB: true).reshaped(queries.shape)
     }
 }
 
 /// The depthwise 3x3 convolution of the Mix-FFN, nested as in the official `DWConv` module
 /// (`dwconv.dwconv.weight` [C, 1, 3, 3], `dwconv.dwconv.bias` [C]).
-struct DepthwiseConvolution: UnaryModule {
-    let dwconv: MiTConv2d
-    init(_ channels: Int) { dwconv = MiTConv2d(channels, channels, kernelSize: 3, padding: 1, groups: channels) }
-    var children: [(name: String, module: any Module)] { [("dwconv", dwconv)] }
-    func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor { dwconv(x, p.child("dwconv")) }
+public struct DepthwiseConvolution: UnaryModule {
+    public let dwconv: Child<MiTConv2d>
+    public init(_ channels: Int) { dwconv = Child("dwconv", MiTConv2d(channels, channels, kernelSize: 3, stride: 1, padding: 1, groups: channels)) }
+    public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor { dwconv(x, p) }
 }
 
 /// SegFormer's Mix-FFN: linear to `hidden` channels, depthwise 3x3 convolution, GELU, linear
 /// back (the official dropout rate is 0, so there is none). Names: `fc1`, `dwconv.dwconv`, `fc2`.
 public struct MixFeedForward: UnaryModule {
-    public let dim: Int
-    public let hidden: Int
     public let gelu: GELUForm
-    let fc1: ChannelLinear
-    let dwconv: DepthwiseConvolution
-    let fc2: ChannelLinear
+    public let fc1: Child<ChannelLinear>
+    public let dwconv: Child<DepthwiseConvolution>
+    public let fc2: Child<ChannelLinear>
 
     /// A Mix-FFN on `dim` channels with `hidden` hidden channels.
-    public init(dim: Int, hidden: Int, gelu: GELUForm = .exact) {
-        self.dim = dim
-        self.hidden = hidden
+    public init(dim: Int, hidden: Int, gelu: GELUForm) {
         self.gelu = gelu
-        fc1 = .mit(dim, hidden)
-        dwconv = DepthwiseConvolution(hidden)
-        fc2 = .mit(hidden, dim)
+        fc1 = Child("fc1", .mit(dim, hidden))
+        dwconv = Child("dwconv", DepthwiseConvolution(hidden))
+        fc2 = Child("fc2", .mit(hidden, dim))
     }
-
-    public var children: [(name: String, module: any Module)] { [("fc1", fc1), ("dwconv", dwconv), ("fc2", fc2)] }
 
     /// Applies the FFN to `x` [B, dim, H, W].
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        let expanded = dwconv(fc1(x, p.child("fc1")), p.child("dwconv"))
-        return fc2(gelu.apply(expanded), p.child("fc2"))
+        fc2(gelu.apply(dwconv(fc1(x, p), p)), p)
     }
 }
 
 /// A Mix Transformer block: x + DropPath(Attn(LN1(x))), then x + DropPath(MixFFN(LN2(x))), with
 /// LayerNorms over the channels (eps 1e-6). Names: `norm1`, `attn`, `norm2`, `mlp`.
 public struct MixTransformerBlock: UnaryModule {
-    public let dim: Int
-    public let dropPathRate: Float
-    let norm1: ChannelLayerNorm
-    let attn: EfficientSelfAttention
-    let norm2: ChannelLayerNorm
-    let mlp: MixFeedForward
-    let dropPath: DropPath
+    public let norm1: Child<ChannelLayerNorm>
+    public let attn: Child<SpatialReductionAttention>
+    public let norm2: Child<ChannelLayerNorm>
+    public let mlp: Child<MixFeedForward>
+    public let dropPath: DropPath
 
     /// A block on `dim` channels; `mlpRatio` sets the FFN's hidden width (dim · mlpRatio).
-    public init(dim: Int, heads: Int, reduction: Int, mlpRatio: Int = 4, dropPathRate: Float = 0, gelu: GELUForm = .exact) {
-        self.dim = dim
-        self.dropPathRate = dropPathRate
-        norm1 = ChannelLayerNorm(dim, eps: 1e-6)
-        attn = EfficientSelfAttention(dim: dim, heads: heads, reduction: reduction)
-        norm2 = ChannelLayerNorm(dim, eps: 1e-6)
-        mlp = MixFeedForward(dim: dim, hidden: dim * mlpRatio, gelu: gelu)
+    public init(dim: Int, heads: Int, reduction: Int, mlpRatio: Int, dropPathRate: Float, gelu: GELUForm) {
+        norm1 = Child("norm1", ChannelLayerNorm(dim, eps: 1e-6))
+        attn = Child("attn", SpatialReductionAttention(dim: dim, heads: heads, reduction: reduction))
+        norm2 = Child("norm2", ChannelLayerNorm(dim, eps: 1e-6))
+        mlp = Child("mlp", MixFeedForward(dim: dim, hidden: dim * mlpRatio, gelu: gelu))
         dropPath = DropPath(dropPathRate)
-    }
-
-    public var children: [(name: String, module: any Module)] {
-        [("norm1", norm1), ("attn", attn), ("norm2", norm2), ("mlp", mlp)]
     }
 
     /// Applies the block to `x` [B, dim, H, W].
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        let y = x + dropPath(attn(norm1(x, p.child("norm1")), p.child("attn")), p)
-        return y + dropPath(mlp(norm2(y, p.child("norm2")), p.child("mlp")), p)
+        let y = x + dropPath(attn(norm1(x, p), p), p)
+        return y + dropPath(mlp(norm2(y, p), p), p)
     }
 }
 

@@ -1,39 +1,46 @@
 import FuseKit
 
+/// The parameters of `tiny-conv-seg`.
+public struct TinyConvSegmenterConfiguration: PluginConfiguration {
+    @Parameter("segmentation classes", .positive)
+    public var classes = 9
+    @Parameter("channels of the input images", .positive)
+    public var inputChannels = 1
+
+    public init() {}
+}
+
 /// The tiny segmentation net of the benchmarks and tests ("tiny-conv-seg"): 3x3 conv to 16
 /// channels, ReLU, 3x3 conv 16 -> 16, ReLU, 1x1 conv to the classes, at full resolution. Names
-/// follow the PyTorch `nn.Sequential` it transcribes: `0`, `2`, `4` (`.weight`, `.bias`).
+/// follow the PyTorch `nn.Sequential` it transcribes: `0`, `2`, `4` (`.weight`, `.bias`). The
+/// loss is the cross-entropy ignoring label 255.
 public struct TinyConvSegmenter: TaskNet {
-    /// Number of classes.
-    public let classes: Int
-    public let inputChannels: Int
-    /// The training loss (cross-entropy ignoring 255 by default).
-    public let criterion: SegmentationLoss
-    let first: Conv2d
-    let second: Conv2d
-    let classifier: Conv2d
+    /// The parameters it was built from.
+    public let configuration: TinyConvSegmenterConfiguration
+    /// The training loss.
+    public let criterion = SegmentationLoss()
+    let first: Child<Conv2d>
+    let second: Child<Conv2d>
+    let classifier: Child<Conv2d>
 
-    /// A tiny net for `classes` classes on images with `inputChannels` channels.
-    public init(classes: Int = 9, inputChannels: Int = 1, criterion: SegmentationLoss = SegmentationLoss()) {
-        require(classes >= 1 && inputChannels >= 1, "TinyConvSegmenter: classes \(classes) and input channels \(inputChannels) must be positive")
-        self.classes = classes
-        self.inputChannels = inputChannels
-        self.criterion = criterion
-        first = Conv2d(inputChannels, 16, kernelSize: 3)
-        second = Conv2d(16, 16, kernelSize: 3)
-        classifier = Conv2d(16, classes, kernelSize: 1)
+    /// A tiny net (9 classes, gray images by default).
+    public init(_ configuration: TinyConvSegmenterConfiguration = TinyConvSegmenterConfiguration()) {
+        self.configuration = configuration
+        first = Child("0", Conv2d(configuration.inputChannels, 16, kernelSize: 3))
+        second = Child("2", Conv2d(16, 16, kernelSize: 3))
+        classifier = Child("4", Conv2d(16, configuration.classes, kernelSize: 1))
     }
 
+    /// Number of classes.
+    public var classes: Int { configuration.classes }
+    public var inputChannels: Int { configuration.inputChannels }
     public var kind: TaskKind { .segmentation(classes: classes) }
-
-    public var children: [(name: String, module: any Module)] { [("0", first), ("2", second), ("4", classifier)] }
 
     /// Class logits [B, classes, H, W].
     public func logits(_ images: Tensor, _ p: Scope) -> Tensor {
         require(images.rank == 4 && images.shape[1] == inputChannels,
                 "tiny-conv-seg: input must be [B, \(inputChannels), H, W], got \(Shape.describe(images.shape))")
-        let hidden = second(first(images, p.child("0")).relu(), p.child("2")).relu()
-        return classifier(hidden, p.child("4"))
+        return classifier(second(first(images, p).relu(), p).relu(), p)
     }
 
     /// Cross-entropy against `targets.segmentation` (logits resized to the label size if needed).

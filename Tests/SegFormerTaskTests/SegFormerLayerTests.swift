@@ -48,14 +48,32 @@ import Testing
     }
 
     @Test(arguments: [1, 2])
-    func efficientSelfAttention(reduction: Int) {
-        let layer = EfficientSelfAttention(dim: 4, heads: 2, reduction: reduction)
+    func spatialReductionAttention(reduction: Int) {
+        let layer = SpatialReductionAttention(dim: 4, heads: 2, reduction: reduction)
+        #expect(layer.namedSpecs().map(\.name) == ["q.weight", "q.bias", "kv.weight", "kv.bias", "proj.weight", "proj.bias"]
+                + (reduction > 1 ? ["sr.weight", "sr.bias", "norm.weight", "norm.bias"] : []))
         // Larger-than-official weights so that the attention is far from uniform.
         var state = layer.initialState(seed: 4)
         for (name, value) in state.parameters where name.hasSuffix("weight") && value.rank == 2 { state.parameters[name] = value * 20 }
         var inputs = state.parameters
         inputs["<input>"] = Self.random([2, 4, 4, 5], seed: 5)
-        let report = GradientCheck.check("efficient self-attention, reduction \(reduction)", parameters: inputs) { values in
+        let report = GradientCheck.check("spatial-reduction attention, reduction \(reduction)", parameters: inputs) { values in
+            var parameters = values
+            let input = parameters.removeValue(forKey: "<input>")!
+            return layer(input, Scope(parameters: parameters))
+        }
+        #expect(report.passed, "\(report)")
+    }
+
+    @Test func spatialReductionAttentionWithoutQueryKeyValueBiases() {
+        let layer = SpatialReductionAttention(dim: 6, heads: 3, reduction: 2, qkvBias: false)
+        #expect(layer.namedSpecs().map(\.name) == ["q.weight", "kv.weight", "proj.weight", "proj.bias", "sr.weight", "sr.bias",
+                                                    "norm.weight", "norm.bias"])
+        var state = layer.initialState(seed: 6)
+        for (name, value) in state.parameters where value.rank == 2 { state.parameters[name] = value * 20 }
+        var inputs = state.parameters
+        inputs["<input>"] = Self.random([1, 6, 4, 6], seed: 7)
+        let report = GradientCheck.check("spatial-reduction attention, no qkv bias", parameters: inputs) { values in
             var parameters = values
             let input = parameters.removeValue(forKey: "<input>")!
             return layer(input, Scope(parameters: parameters))
@@ -71,11 +89,11 @@ import Testing
     }
 
     @Test func mixTransformerBlock() {
-        let layer = MixTransformerBlock(dim: 4, heads: 2, reduction: 2, mlpRatio: 2, dropPathRate: 0.1)
+        let layer = MixTransformerBlock(dim: 4, heads: 2, reduction: 2, mlpRatio: 2, dropPathRate: 0.1, gelu: .exact)
         let report = Self.check("MiT block", layer, input: Self.random([2, 4, 4, 6], seed: 7)) { layer($0, $1) }
         #expect(report.passed, "\(report)")
         // In training, drop path with a fixed random stream is a fixed mask: still differentiable.
-        let dropping = MixTransformerBlock(dim: 4, heads: 2, reduction: 2, mlpRatio: 2, dropPathRate: 0.5)
+        let dropping = MixTransformerBlock(dim: 4, heads: 2, reduction: 2, mlpRatio: 2, dropPathRate: 0.5, gelu: .tanh)
         let training = Self.check("MiT block (training, fixed drop-path mask)", dropping, input: Self.random([4, 4, 4, 6], seed: 8),
                                   training: true) { dropping($0, $1) }
         #expect(training.passed, "\(training)")
@@ -85,7 +103,8 @@ import Testing
     func decoderHead(training: Bool) {
         // Stage 1 takes the composed-projection path (2 channels < 2·8·6 pixels), stage 4 the
         // sequential one (5 channels > 2·1·1 pixels).
-        let head = SegFormerHead(inChannels: [2, 3, 4, 5], decoderDim: 4, classes: 3, dropout: training ? 0.5 : 0)
+        let head = SegFormerHead(inChannels: [2, 3, 4, 5], decoderDim: 4, classes: 3, dropout: training ? 0.5 : 0,
+                                 batchNormEpsilon: 1e-3, batchNormMomentum: 0.03)
         let shapes = [[2, 2, 8, 6], [2, 3, 4, 3], [2, 4, 2, 2], [2, 5, 1, 1]]
         var state = head.initialState(seed: 9)
         state.buffers["linear_fuse.bn.running_mean"] = Self.random([4], seed: 10, scale: 0.1)
@@ -104,9 +123,11 @@ import Testing
     }
 
     @Test func wholeNetworkLossOnATinyConfiguration() {
-        let configuration = SegFormerConfiguration(embedDims: [4, 4, 6, 8], heads: [1, 2, 2, 2], depths: [1, 1, 1, 1],
-                                                   reductionRatios: [2, 2, 1, 1], mlpRatio: 2, decoderDim: 4, dropPathRate: 0, dropout: 0)
-        let net = SegFormer(configuration: configuration, classes: 3, inputChannels: 1)
+        let net = SegFormer(.with {
+            $0.classes = 3
+            ($0.embedDims, $0.heads, $0.depths, $0.reductionRatios) = ([4, 4, 6, 8], [1, 2, 2, 2], [1, 1, 1, 1], [2, 2, 1, 1])
+            ($0.mlpRatio, $0.decoderEmbed, $0.dropPath, $0.dropout) = (2, 4, 0, 0)
+        })
         var state = net.initialState(seed: 13)
         Self.keepAwayFromReLUKink(&state, batchNorm: "decode_head.linear_fuse.bn", channels: 4)
         let labels = Tensor(shape: [2, 5, 7], scalars: (0..<70).map { $0 % 9 == 0 ? 255 : Float($0 % 3) })
@@ -121,7 +142,7 @@ import Testing
     }
 
     @Test func tinyConvSegmenterLoss() {
-        let net = TinyConvSegmenter(classes: 4, inputChannels: 1)
+        let net = TinyConvSegmenter(.with { $0.classes = 4 })
         var state = net.initialState(seed: 15)
         // Biases of ±3 and ±6 keep the two ReLUs' inputs far from their kink (see above).
         state.parameters["0.bias"] = Tensor((0..<16).map { $0 % 2 == 0 ? 3 : -3 })

@@ -90,14 +90,14 @@ import Testing
     }
 
     @Test func segformerB0LearnsSyntheticScenes() throws {
-        let net = SegFormer(configuration: .b0, classes: SceneClass.allCases.count, inputChannels: 1)
+        let net = SegFormer(.with { $0.classes = SceneClass.allCases.count })
         let (trained, majority) = try Self.learn("segformer-b0", net, steps: 300, batchSize: 4, learningRate: 2e-3)
         #expect((trained.meanIoU ?? 0) >= 0.45)
         #expect((trained.meanIoU ?? 0) >= 4 * (majority.meanIoU ?? 1))
     }
 
     @Test func tinyConvSegmenterLearnsSyntheticScenes() throws {
-        let net = TinyConvSegmenter(classes: SceneClass.allCases.count, inputChannels: 1)
+        let net = TinyConvSegmenter(.with { $0.classes = SceneClass.allCases.count })
         let (trained, majority) = try Self.learn("tiny-conv-seg", net, steps: 300, batchSize: 4, learningRate: 3e-2)
         #expect((trained.meanIoU ?? 0) >= 0.18)
         #expect((trained.meanIoU ?? 0) >= 1.8 * (majority.meanIoU ?? 1))

@@ -12,12 +12,15 @@ import Testing
     @Test func officialParameterCountsAndNames() {
         // PyTorch's counts of TDFusion's SegFormer (nets/Segformer.py, one input channel):
         // sum(p.numel() for p in model.parameters()) and len(model.state_dict()).
-        let b0 = SegFormer(configuration: .b0, classes: 9, inputChannels: 1)
+        let b0 = SegFormer(SegFormerConfiguration.variant("b0")!)
+        #expect(b0.classes == 9 && b0.inputChannels == 1)
         #expect(b0.parameterCount == 3_713_321)
         #expect(b0.namedSpecs().count == 192)
-        #expect(SegFormer(configuration: .b0, classes: 6, inputChannels: 1).parameterCount == 3_712_550)
-        #expect(SegFormer(configuration: .b1, classes: 9, inputChannels: 1).parameterCount == 13_673_289)
-        #expect(SegFormer(configuration: .b1, classes: 6, inputChannels: 1).parameterCount == 13_672_518)
+        var b1 = SegFormerConfiguration.variant("b1")!
+        #expect(SegFormer(.with { $0.classes = 6 }).parameterCount == 3_712_550)
+        #expect(SegFormer(b1).parameterCount == 13_673_289)
+        b1.classes = 6
+        #expect(SegFormer(b1).parameterCount == 13_672_518)
 
         let shapes = Self.shapes(b0)
         let expected: [String: [Int]] = [
@@ -47,7 +50,7 @@ import Testing
     }
 
     @Test func officialInitialisation() {
-        let state = SegFormer(configuration: .b0, classes: 9).initialState(seed: 1)
+        let state = SegFormer().initialState(seed: 1)
         func std(_ name: String) -> Double {
             let v = state.parameters[name]!.scalars.map(Double.init)
             let mean = v.reduce(0, +) / Double(v.count)
@@ -68,8 +71,8 @@ import Testing
     }
 
     @Test func officialStyleStateDictLoads() throws {
-        let net = SegFormer(configuration: .b0, classes: 9)
-        let saved = DeterministicValues.state(for: net).stateDict
+        let net = SegFormer()
+        let saved = net.initialState(seed: 3).stateDict
         let loaded = try net.loadState(from: saved)
         #expect(loaded.parameters.count == 189 && loaded.buffers.count == 3)
         var wrong = saved
@@ -80,7 +83,7 @@ import Testing
     }
 
     @Test func tinyConvSegmenterStructure() {
-        let net = TinyConvSegmenter(classes: 9, inputChannels: 1)
+        let net = TinyConvSegmenter()
         // nn.Sequential(Conv2d(1, 16, 3, padding=1), ReLU, Conv2d(16, 16, 3, padding=1), ReLU, Conv2d(16, 9, 1)).
         #expect(Self.shapes(net) == ["0.weight": [16, 1, 3, 3], "0.bias": [16], "2.weight": [16, 16, 3, 3], "2.bias": [16],
                                      "4.weight": [9, 16, 1, 1], "4.bias": [9]])
@@ -89,9 +92,10 @@ import Testing
     }
 
     @Test func predictionsAreClassMapsAtTheInputSize() {
-        let configuration = SegFormerConfiguration(embedDims: [8, 8, 16, 16], heads: [1, 2, 2, 4], depths: [1, 1, 1, 1],
-                                                   reductionRatios: [8, 4, 2, 1], decoderDim: 16)
-        let net = SegFormer(configuration: configuration, classes: 5, inputChannels: 2)
+        let net = SegFormer(.with {
+            ($0.classes, $0.inputChannels) = (5, 2)
+            ($0.embedDims, $0.heads, $0.depths, $0.decoderEmbed) = ([8, 8, 16, 16], [1, 2, 2, 4], [1, 1, 1, 1], 16)
+        })
         let state = net.initialState(seed: 2)
         var rng = RandomGenerator(seed: 3)
         let images = Tensor.uniform([2, 2, 38, 53], using: &rng)
@@ -103,27 +107,9 @@ import Testing
         let expected = logits.resizedBilinear(to: (38, 53), alignCorners: true).argmax(axis: 1)
         #expect(maps.scalars == expected.scalars)
 
-        let tiny = TinyConvSegmenter(classes: 3, inputChannels: 2)
+        let tiny = TinyConvSegmenter(.with { ($0.classes, $0.inputChannels) = (3, 2) })
         guard case .segmentation(let tinyMaps) = tiny.predict(images, Scope(tiny.initialState(seed: 4))) else { Issue.record("not a class map"); return }
         #expect(tinyMaps.shape == [2, 38, 53])
-    }
-
-    @Test func channelFirstAttentionEqualsTheTokenLayoutLayer() {
-        // FuseKitNN's SpatialReductionAttention is the official token-layout module with the same
-        // parameter names; the channel-first one must compute the same function.
-        for reduction in [1, 2] {
-            let channelFirst = EfficientSelfAttention(dim: 6, heads: 3, reduction: reduction)
-            let tokens = SpatialReductionAttention(dim: 6, heads: 3, reduction: reduction)
-            var state = tokens.initialState(seed: 5)
-            for (name, value) in state.parameters where value.rank == 2 { state.parameters[name] = value * 10 }
-            var rng = RandomGenerator(seed: 6)
-            let x = Tensor.normal([2, 6, 4, 6], using: &rng)
-            let ours = channelFirst(x, Scope(state))
-            let theirs = tokens(x.reshaped([2, 6, 24]).transposed(1, 2), height: 4, width: 6, Scope(state))
-                .transposed(1, 2).reshaped([2, 6, 4, 6])
-            let difference = zip(ours.scalars, theirs.scalars).reduce(Float(0)) { Swift.max($0, Swift.abs($1.0 - $1.1)) }
-            #expect(difference < 1e-5, "reduction \(reduction): max |difference| \(difference)")
-        }
     }
 }
 
@@ -234,7 +220,23 @@ import Testing
         #expect(net.kind == .segmentation(classes: 9) && net.inputChannels == 1)
         #expect(net.parameterCount == 3_713_321)
         let segformer = try #require(net as? SegFormer)
-        #expect(segformer.configuration == .b0 && segformer.criterion == SegmentationLoss(ignoreIndex: 255))
+        let b0 = try #require(SegFormerConfiguration.variant("b0"))
+        #expect(segformer.configuration.embedDims == b0.embedDims && segformer.configuration.decoderEmbed == 256)
+        #expect(segformer.configuration.gelu == .exact && segformer.configuration.dropPath == 0.1 && segformer.configuration.dropout == 0.1)
+        #expect(segformer.criterion == SegmentationLoss(ignoreIndex: 255))
+    }
+
+    @Test func theDeclarationDocumentsEveryParameter() throws {
+        let descriptor = try Self.registry.descriptor("segformer", kind: .task)
+        #expect(descriptor.parameters.map(\.name) == [
+            "classes", "input-channels", "embed-dims", "heads", "depths", "reduction-ratios", "mlp-ratio", "decoder-embed", "drop-path",
+            "dropout", "gelu", "batch-norm-eps", "batch-norm-momentum", "ohem", "ohem-threshold", "ohem-min-kept", "ignore-index"])
+        #expect(descriptor.parameters.allSatisfy { !$0.help.isEmpty })
+        #expect(descriptor.parameters.first { $0.name == "embed-dims" }?.defaultValue == "[32, 64, 160, 256]")
+        #expect(descriptor.parameters.first { $0.name == "gelu" }?.typeName == "one of exact, tanh")
+        #expect(descriptor.variants.map(\.name) == ["b0", "b1"])
+        let tiny = try Self.registry.descriptor("tiny-conv-seg", kind: .task)
+        #expect(tiny.parameters.map(\.name) == ["classes", "input-channels"] && tiny.variants.isEmpty)
     }
 
     @Test func parametersConfigureTheNetwork() throws {
@@ -243,22 +245,38 @@ import Testing
                                            "ohem-min-kept": .int(1000), "ignore-index": .int(-1)])
         let net = try #require(try Self.registry.makeTask("segformer", parameters) as? SegFormer)
         #expect(net.configuration.embedDims == [64, 128, 320, 512] && net.classes == 15 && net.inputChannels == 3)
-        #expect(net.configuration.dropPathRate == 0.2 && net.configuration.dropout == 0 && net.configuration.gelu == .tanh)
+        #expect(net.configuration.dropPath == 0.2 && net.configuration.dropout == 0 && net.configuration.gelu == .tanh)
         #expect(net.criterion == SegmentationLoss(ignoreIndex: -1, hardExampleMining: HardExampleMining(threshold: 0.6, minKept: 1000)))
+        // Given parameters override the variant's; every size is a parameter.
+        let custom = PluginParameters(["variant": .string("b1"), "embed-dims": .list([.int(16), .int(32), .int(48), .int(64)]),
+                                       "heads": .list([.int(1), .int(2), .int(3), .int(4)]), "depths": .list([.int(1), .int(2), .int(1), .int(1)]),
+                                       "reduction-ratios": .list([.int(4), .int(2), .int(1), .int(1)]), "mlp-ratio": .int(2),
+                                       "decoder-embed": .int(32)])
+        let small = try #require(try Self.registry.makeTask("segformer", custom) as? SegFormer)
+        #expect(small.namedSpecs().map(\.spec.shape).contains([32, 128, 1, 1]))
+        let expected = SegFormer(.with {
+            ($0.embedDims, $0.heads, $0.depths, $0.reductionRatios, $0.mlpRatio, $0.decoderEmbed) =
+                ([16, 32, 48, 64], [1, 2, 3, 4], [1, 2, 1, 1], [4, 2, 1, 1], 2, 32)
+        })
+        #expect(small.namedSpecs().map(\.name) == expected.namedSpecs().map(\.name) && small.parameterCount == expected.parameterCount)
+        #expect(!small.namedSpecs().contains { $0.name.hasPrefix("backbone.block3.0.attn.sr") })
         let tiny = try Self.registry.makeTask("tiny-conv-seg", PluginParameters(["classes": .int(6), "input-channels": .int(2)]))
         #expect(tiny.kind == .segmentation(classes: 6) && tiny.inputChannels == 2 && tiny is TinyConvSegmenter)
         #expect(Set(Self.registry.all.map(\.name)) == ["segformer", "tiny-conv-seg"])
     }
 
     @Test(arguments: [
-        ("variant", ParameterValue.string("b2"), "segformer: parameter 'variant': must be b0 or b1, got 'b2'"),
+        ("variant", ParameterValue.string("b2"), "segformer: parameter 'variant': must be one of b0, b1, got 'b2'"),
         ("classes", .int(0), "segformer: parameter 'classes': must be positive, got 0"),
         ("input-channels", .int(-1), "segformer: parameter 'input-channels': must be positive, got -1"),
-        ("drop-path", .double(1), "segformer: parameter 'drop-path': must be in [0, 1), got 1.0"),
-        ("dropout", .double(-0.1), "segformer: parameter 'dropout': must be in [0, 1), got -0.1"),
-        ("gelu", .string("fast"), "segformer: parameter 'gelu': must be exact or tanh, got 'fast'"),
+        ("embed-dims", .list([.int(32), .int(64)]), "segformer: parameter 'embed-dims': must have 4 values, got 2"),
+        ("heads", .list([.int(3), .int(2), .int(5), .int(8)]), "segformer: parameter 'heads': stage 1: 3 heads must divide 32 channels"),
+        ("depths", .list([.int(2), .int(0), .int(2), .int(2)]), "segformer: parameter 'depths': every value must be positive, got 0"),
+        ("drop-path", .double(1), "segformer: parameter 'drop-path': must be in [0.0, 1.0), got 1.0"),
+        ("dropout", .double(-0.1), "segformer: parameter 'dropout': must be in [0.0, 1.0), got -0.1"),
+        ("gelu", .string("fast"), "segformer: parameter 'gelu' must be one of exact, tanh, got string fast"),
         ("ohem-threshold", .double(1.5), "segformer: parameter 'ohem-threshold': must be in (0, 1], got 1.5"),
-        ("ohem-min-kept", .int(-5), "segformer: parameter 'ohem-min-kept': must not be negative, got -5"),
+        ("ohem-min-kept", .int(-5), "segformer: parameter 'ohem-min-kept': must be at least 0, got -5"),
         ("ignore-index", .int(3), "segformer: parameter 'ignore-index': 3 is one of the 9 class indices"),
         ("classes", .string("nine"), "segformer: parameter 'classes' must be an integer, got string nine"),
         ("drop_path", .double(0.1), "segformer: unknown parameter 'drop_path'; did you mean 'drop-path'?"),
@@ -266,6 +284,15 @@ import Testing
     func wrongValuesAreRejected(key: String, value: ParameterValue, message: String) {
         let error = #expect(throws: PluginError.self) { _ = try Self.registry.makeTask("segformer", PluginParameters([key: value])) }
         #expect(error?.description == message)
+    }
+
+    /// What `fusekit gradcheck --plugin NAME` runs: the registered small configuration, VJP and JVP
+    /// of the loss against finite differences, every parameter and the input.
+    @Test(arguments: ["segformer", "tiny-conv-seg"])
+    func registeredGradientCheckPasses(_ name: String) throws {
+        let report = PluginGradcheck.check(try Self.registry.descriptor(name, kind: .task))
+        print(report)
+        #expect(report.passed, "\(report)")
     }
 
     @Test func tinyNetRejectsWrongValues() {
