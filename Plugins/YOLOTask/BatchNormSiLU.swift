@@ -20,6 +20,21 @@ enum BatchNormSiLU {
     @inline(__always)
     static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self) }
 
+    /// Training-mode `bn` (whose scope is `p`) followed by SiLU, recording the running-statistics
+    /// updates (momentum, unbiased variance) as `BatchNorm2d` does.
+    static func training(_ z: Tensor, _ bn: BatchNorm2d, _ p: Scope) -> Tensor {
+        let (y, mean, variance) = training(z, weight: p[bn.weight], bias: p[bn.bias], eps: bn.eps)
+        withoutGradient {
+            let n = Float(z.shape[0] * z.shape[2] * z.shape[3])
+            let momentum = bn.momentum
+            let unbiased = Tensor(variance) * (n / Swift.max(n - 1, 1))
+            p.updateBuffer(bn.runningMean, p.buffer(bn.runningMean) * (1 - momentum) + Tensor(mean) * momentum)
+            p.updateBuffer(bn.runningVariance, p.buffer(bn.runningVariance) * (1 - momentum) + unbiased * momentum)
+            p.updateBuffer(bn.batchesTracked, p.buffer(bn.batchesTracked) + 1)
+        }
+        return y
+    }
+
     /// y = silu(weight (z - mean) / sqrt(var + eps) + bias) per channel of z [N, C, H, W], with the
     /// batch mean and biased variance it used.
     static func training(_ z: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> (output: Tensor, mean: [Float], variance: [Float]) {

@@ -10,15 +10,15 @@ public struct NonMaxSuppression: Sendable, Equatable {
     /// Minimum best-class probability (strictly greater is kept); Ultralytics predicts with 0.25
     /// and validates (mAP) with 0.001.
     public var confidenceThreshold: Double
-    /// IoU above which a lower-scored box of the same class is suppressed (Ultralytics: 0.7).
+    /// IoU above which a lower-scored box of the same class is suppressed.
     public var iouThreshold: Double
-    /// Detections kept per image (Ultralytics: 300).
+    /// Detections kept per image.
     public var maxDetections: Int
     /// Candidates passed to the suppression, highest scores first (Ultralytics: 30000).
     public var maxCandidates: Int
 
-    /// Ultralytics' prediction defaults unless given.
-    public init(confidenceThreshold: Double = 0.25, iouThreshold: Double = 0.7, maxDetections: Int = 300, maxCandidates: Int = 30_000) {
+    /// A suppression (``YOLOv8Configuration/suppression`` has Ultralytics' prediction settings).
+    public init(confidenceThreshold: Double, iouThreshold: Double, maxDetections: Int, maxCandidates: Int = 30_000) {
         self.confidenceThreshold = confidenceThreshold
         self.iouThreshold = iouThreshold
         self.maxDetections = maxDetections

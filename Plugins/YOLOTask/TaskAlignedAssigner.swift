@@ -69,19 +69,19 @@ public struct AnchorAssignment: Sendable, Equatable {
 /// this unspecified; only zero-alignment candidates tie in practice, and those have a zero target
 /// and weight, so the loss does not depend on the choice).
 public struct TaskAlignedAssigner: Sendable, Equatable {
-    /// Candidates per box (10 for YOLOv8).
+    /// Candidates per box.
     public var topK: Int
     /// Number of classes.
     public var classes: Int
-    /// Exponent of the classification score (0.5).
+    /// Exponent of the classification score.
     public var alpha: Float
-    /// Exponent of the overlap (6).
+    /// Exponent of the overlap.
     public var beta: Float
     /// Small constant of the in-box test and the normalisation (1e-9).
     public var eps: Float
 
-    /// An assigner with YOLOv8's settings unless given.
-    public init(topK: Int = 10, classes: Int, alpha: Float = 0.5, beta: Float = 6, eps: Float = 1e-9) {
+    /// An assigner (``YOLOv8Configuration`` has YOLOv8's settings).
+    public init(topK: Int, classes: Int, alpha: Float, beta: Float, eps: Float = 1e-9) {
         self.topK = topK
         self.classes = classes
         self.alpha = alpha

@@ -6,37 +6,25 @@ import FuseKit
 /// `bn.weight`, `bn.bias` and the BatchNorm buffers.
 public struct ConvBNSiLU: UnaryModule {
     /// The convolution (no bias).
-    public let conv: Conv2d
+    public let conv: Child<Conv2d>
     /// The batch normalisation.
-    public let norm: BatchNorm2d
+    public let norm: Child<BatchNorm2d>
 
     /// A `kernelSize` x `kernelSize` convolution from `inChannels` to `outChannels` at `stride`.
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int = 1, stride: Int = 1) {
-        conv = Conv2d(inChannels, outChannels, kernelSize: kernelSize, stride: stride, padding: kernelSize / 2, bias: false)
-        norm = BatchNorm2d(outChannels, eps: 1e-3, momentum: 0.03)
+        conv = Child("conv", Conv2d(inChannels, outChannels, kernelSize: kernelSize, stride: stride, padding: kernelSize / 2, bias: false))
+        norm = Child("bn", BatchNorm2d(outChannels, eps: 1e-3, momentum: 0.03))
     }
 
     /// Output channels.
     public var outChannels: Int { conv.outChannels }
 
-    public var children: [(name: String, module: any Module)] { [("conv", conv), ("bn", norm)] }
-
     /// In training mode the BatchNorm and the SiLU run as one fused operation (same values and
     /// running-statistics updates as `BatchNorm2d` followed by `silu()`).
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        let z = conv(x, p.child("conv"))
-        let bn = p.child("bn")
-        guard bn.isTraining else { return norm(z, bn).silu() }
-        let (y, mean, variance) = BatchNormSiLU.training(z, weight: bn["weight"], bias: bn["bias"], eps: norm.eps)
-        withoutGradient {
-            let n = Float(z.shape[0] * z.shape[2] * z.shape[3])
-            let momentum = norm.momentum
-            let unbiased = Tensor(variance) * (n / Swift.max(n - 1, 1))
-            bn.updateBuffer("running_mean", bn.buffer("running_mean") * (1 - momentum) + Tensor(mean) * momentum)
-            bn.updateBuffer("running_var", bn.buffer("running_var") * (1 - momentum) + unbiased * momentum)
-            bn.updateBuffer("num_batches_tracked", bn.buffer("num_batches_tracked") + 1)
-        }
-        return y
+        let z = conv(x, p)
+        guard p.isTraining else { return norm(z, p).silu() }
+        return norm.run(in: p) { bn, scope in BatchNormSiLU.training(z, bn, scope) }
     }
 }
 
@@ -44,31 +32,23 @@ public struct ConvBNSiLU: UnaryModule {
 /// with a residual connection when `shortcut` is set and the widths agree.
 public struct YOLOBottleneck: UnaryModule {
     /// First 3x3 Conv.
-    public let cv1: ConvBNSiLU
+    public let cv1: Child<ConvBNSiLU>
     /// Second 3x3 Conv.
-    public let cv2: ConvBNSiLU
+    public let cv2: Child<ConvBNSiLU>
     /// Whether the input is added to the output.
     public let addsInput: Bool
 
     /// A bottleneck of `channels` channels.
     public init(channels: Int, shortcut: Bool) {
-        cv1 = ConvBNSiLU(channels, channels, kernelSize: 3)
-        cv2 = ConvBNSiLU(channels, channels, kernelSize: 3)
+        cv1 = Child("cv1", ConvBNSiLU(channels, channels, kernelSize: 3))
+        cv2 = Child("cv2", ConvBNSiLU(channels, channels, kernelSize: 3))
         addsInput = shortcut
     }
 
-    public var children: [(name: String, module: any Module)] { [("cv1", cv1), ("cv2", cv2)] }
-
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        let y = cv2(cv1(x, p.child("cv1")), p.child("cv2"))
+        let y = cv2(cv1(x, p), p)
         return addsInput ? x + y : y
     }
-}
-
-/// Modules named "0", "1", ... that the owner calls itself (PyTorch's `nn.ModuleList`).
-struct ModuleList: Module {
-    let items: [any Module]
-    var children: [(name: String, module: any Module)] { items.enumerated().map { (String($0.offset), $0.element) } }
 }
 
 /// Ultralytics' `C2f` (CSP bottleneck with two convolutions): a 1x1 Conv to 2c channels split in
@@ -78,35 +58,30 @@ public struct C2f: UnaryModule {
     /// Hidden width c.
     public let hidden: Int
     /// 1x1 Conv to 2c.
-    public let cv1: ConvBNSiLU
+    public let cv1: Child<ConvBNSiLU>
     /// 1x1 Conv from (2 + n) c to the output width.
-    public let cv2: ConvBNSiLU
+    public let cv2: Child<ConvBNSiLU>
     /// The chained bottlenecks (`m.0`, `m.1`, ...).
-    public let bottlenecks: [YOLOBottleneck]
+    public let m: Child<ModuleList<YOLOBottleneck>>
 
     /// A C2f from `inChannels` to `outChannels` with `repeats` bottlenecks.
     public init(_ inChannels: Int, _ outChannels: Int, repeats: Int, shortcut: Bool) {
         hidden = outChannels / 2
-        cv1 = ConvBNSiLU(inChannels, 2 * hidden)
-        cv2 = ConvBNSiLU((2 + repeats) * hidden, outChannels)
-        bottlenecks = (0..<repeats).map { _ in YOLOBottleneck(channels: outChannels / 2, shortcut: shortcut) }
-    }
-
-    public var children: [(name: String, module: any Module)] {
-        [("cv1", cv1), ("cv2", cv2), ("m", ModuleList(items: bottlenecks))]
+        cv1 = Child("cv1", ConvBNSiLU(inChannels, 2 * hidden))
+        cv2 = Child("cv2", ConvBNSiLU((2 + repeats) * hidden, outChannels))
+        m = Child("m", ModuleList((0..<repeats).map { _ in YOLOBottleneck(channels: outChannels / 2, shortcut: shortcut) }))
     }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
         // cat(chunk(y, 2) + [m0, m1, ...]) is cat([y, m0, m1, ...]): only the second half is copied out.
-        let y = cv1(x, p.child("cv1"))
+        let y = cv1(x, p)
         var pieces = [y]
         var last = y.sliced(axis: 1, hidden..<(2 * hidden))
-        let blocks = p.child("m")
-        for (i, block) in bottlenecks.enumerated() {
-            last = block(last, blocks.child(i))
+        for block in m.items() {
+            last = block(last, p)
             pieces.append(last)
         }
-        return cv2(Tensor.concat(pieces, axis: 1), p.child("cv2"))
+        return cv2(Tensor.concat(pieces, axis: 1), p)
     }
 }
 
@@ -114,28 +89,26 @@ public struct C2f: UnaryModule {
 /// chained 5x5 max-pools (stride 1, padding 2), the four maps concatenated and a 1x1 Conv.
 public struct SPPF: UnaryModule {
     /// 1x1 Conv to half the input width.
-    public let cv1: ConvBNSiLU
+    public let cv1: Child<ConvBNSiLU>
     /// 1x1 Conv from twice the input width to the output width.
-    public let cv2: ConvBNSiLU
+    public let cv2: Child<ConvBNSiLU>
     /// Pooling kernel (5).
     public let kernelSize: Int
 
     /// An SPPF from `inChannels` to `outChannels`.
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int = 5) {
-        cv1 = ConvBNSiLU(inChannels, inChannels / 2)
-        cv2 = ConvBNSiLU(inChannels / 2 * 4, outChannels)
+        cv1 = Child("cv1", ConvBNSiLU(inChannels, inChannels / 2))
+        cv2 = Child("cv2", ConvBNSiLU(inChannels / 2 * 4, outChannels))
         self.kernelSize = kernelSize
     }
 
-    public var children: [(name: String, module: any Module)] { [("cv1", cv1), ("cv2", cv2)] }
-
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
         let k = (kernelSize, kernelSize), pad = (kernelSize / 2, kernelSize / 2)
-        let x0 = cv1(x, p.child("cv1"))
+        let x0 = cv1(x, p)
         let y1 = x0.maxPool2d(kernel: k, stride: (1, 1), padding: pad)
         let y2 = y1.maxPool2d(kernel: k, stride: (1, 1), padding: pad)
         let y3 = y2.maxPool2d(kernel: k, stride: (1, 1), padding: pad)
-        return cv2(Tensor.concat([x0, y1, y2, y3], axis: 1), p.child("cv2"))
+        return cv2(Tensor.concat([x0, y1, y2, y3], axis: 1), p)
     }
 }
 
@@ -143,27 +116,17 @@ public struct SPPF: UnaryModule {
 /// constant (Ultralytics' `Detect.bias_init`: 1 for box distributions, log(5 / nc / (640 / s)²)
 /// for class logits).
 public struct PredictionConv: UnaryModule {
-    /// Input channels.
-    public let inChannels: Int
-    /// Output channels.
-    public let outChannels: Int
-    /// Initial value of every bias.
-    public let initialBias: Float
+    public let weight: ParameterSpec
+    public let bias: ParameterSpec
 
     /// A 1x1 convolution whose bias starts at `initialBias`.
     public init(_ inChannels: Int, _ outChannels: Int, initialBias: Float) {
-        self.inChannels = inChannels
-        self.outChannels = outChannels
-        self.initialBias = initialBias
-    }
-
-    public var ownParameters: [ParameterSpec] {
-        [ParameterSpec("weight", [outChannels, inChannels, 1, 1], .kaimingUniform(fanIn: inChannels)),
-         ParameterSpec("bias", [outChannels], .constant(initialBias), decays: false)]
+        weight = ParameterSpec("weight", [outChannels, inChannels, 1, 1], .kaimingUniform(fanIn: inChannels))
+        bias = ParameterSpec("bias", [outChannels], .constant(initialBias), decays: false)
     }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        Tensor.conv2d(x, p["weight"], bias: p["bias"])
+        Tensor.conv2d(x, p[weight], bias: p[bias])
     }
 }
 
@@ -179,51 +142,42 @@ public struct DetectLevelOutput: Sendable {
 /// 4 regMax) and a class branch `cv3.i` (Conv 3x3, Conv 3x3, 1x1 to the classes), with
 /// c2 = max(16, ch0 / 4, 4 regMax) and c3 = max(ch0, min(classes, 100)). The DFL projection
 /// (`dfl.conv.weight` = 0, 1, ..., regMax - 1 in official files) is fixed and not stored.
-public struct DetectHead: Module {
+public struct DetectHead: Layer {
     /// Number of classes.
     public let classes: Int
     /// Bins of each box-side distribution.
     public let regMax: Int
-    /// Input widths per level.
-    public let inputChannels: [Int]
     /// Strides of the levels (8, 16, 32).
     public let strides: [Int]
     /// Box branches (`cv2.i`).
-    public let boxBranches: [Sequential]
+    public let boxBranches: Child<ModuleList<Sequential>>
     /// Class branches (`cv3.i`).
-    public let classBranches: [Sequential]
+    public let classBranches: Child<ModuleList<Sequential>>
 
     /// A head over levels of the given widths and strides.
-    public init(classes: Int, inputChannels: [Int], strides: [Int] = [8, 16, 32], regMax: Int = 16) {
+    public init(classes: Int, inputChannels: [Int], strides: [Int], regMax: Int) {
         require(inputChannels.count == strides.count, "DetectHead: \(inputChannels.count) levels but \(strides.count) strides")
         self.classes = classes
         self.regMax = regMax
-        self.inputChannels = inputChannels
         self.strides = strides
         let boxWidth = Swift.max(16, inputChannels[0] / 4, 4 * regMax)
         let classWidth = Swift.max(inputChannels[0], Swift.min(classes, 100))
-        boxBranches = inputChannels.map { c in
+        boxBranches = Child("cv2", ModuleList(inputChannels.map { c in
             Sequential([ConvBNSiLU(c, boxWidth, kernelSize: 3), ConvBNSiLU(boxWidth, boxWidth, kernelSize: 3),
                         PredictionConv(boxWidth, 4 * regMax, initialBias: 1)])
-        }
-        classBranches = zip(inputChannels, strides).map { c, s in
+        }))
+        classBranches = Child("cv3", ModuleList(zip(inputChannels, strides).map { c, s in
             let prior = Float(Foundation.log(5 / Double(classes) / ((640 / Double(s)) * (640 / Double(s)))))
             return Sequential([ConvBNSiLU(c, classWidth, kernelSize: 3), ConvBNSiLU(classWidth, classWidth, kernelSize: 3),
                                PredictionConv(classWidth, classes, initialBias: prior)])
-        }
-    }
-
-    public var children: [(name: String, module: any Module)] {
-        [("cv2", ModuleList(items: boxBranches)), ("cv3", ModuleList(items: classBranches))]
+        }))
     }
 
     /// The raw outputs of every level.
     public func callAsFunction(_ features: [Tensor], _ p: Scope) -> [DetectLevelOutput] {
         require(features.count == strides.count, "DetectHead: \(features.count) feature maps for \(strides.count) levels")
-        let box = p.child("cv2"), cls = p.child("cv3")
         return features.indices.map { i in
-            DetectLevelOutput(boxDistributions: boxBranches[i](features[i], box.child(i)),
-                              classLogits: classBranches[i](features[i], cls.child(i)))
+            DetectLevelOutput(boxDistributions: boxBranches[i](features[i], p), classLogits: classBranches[i](features[i], p))
         }
     }
 }

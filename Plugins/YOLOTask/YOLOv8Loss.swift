@@ -142,9 +142,8 @@ public struct YOLOv8Loss: Sendable, Equatable {
     /// Gain of the DFL term.
     public var distributionGain: Float
 
-    /// YOLOv8's loss for `classes` classes.
-    public init(classes: Int, topK: Int = 10, alpha: Float = 0.5, beta: Float = 6,
-                boxGain: Float = 7.5, classificationGain: Float = 0.5, distributionGain: Float = 1.5) {
+    /// YOLOv8's loss for `classes` classes (``YOLOv8Configuration/loss`` has Ultralytics' settings).
+    public init(classes: Int, topK: Int, alpha: Float, beta: Float, boxGain: Float, classificationGain: Float, distributionGain: Float) {
         assigner = TaskAlignedAssigner(topK: topK, classes: classes, alpha: alpha, beta: beta)
         self.boxGain = boxGain
         self.classificationGain = classificationGain

@@ -45,7 +45,7 @@ import YOLOTask
             let inputs = [x, state.parameters["conv.weight"]!, state.parameters["bn.weight"]!, state.parameters["bn.bias"]!]
             let (values, pullback) = vjp(at: inputs) { v in
                 let p = Scope(parameters: ["conv.weight": v[1], "bn.weight": v[2], "bn.bias": v[3]], buffers: state.buffers, context: context)
-                return [fused ? layer(v[0], p) : layer.norm(layer.conv(v[0], p.child("conv")), p.child("bn")).silu()]
+                return [fused ? layer(v[0], p) : layer.norm(layer.conv(v[0], p), p).silu()]
             }
             return (values[0], pullback([seed]), context.bufferUpdates)
         }

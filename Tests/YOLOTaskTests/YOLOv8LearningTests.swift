@@ -54,7 +54,8 @@ import YOLOTask
 
         let trained = Date()
         var evaluator = DetectionEvaluator()
-        let validation = NonMaxSuppression(confidenceThreshold: 0.001, iouThreshold: 0.7)
+        var validation = model.suppression
+        validation.confidenceThreshold = 0.001
         for first in stride(from: 0, to: heldOut.count, by: 20) {
             let scenes = Array(heldOut[first..<Swift.min(first + 20, heldOut.count)])
             let detections = model.detections(Image.batchTensor(scenes.map(\.infraredGray)), Scope(state), suppression: validation)

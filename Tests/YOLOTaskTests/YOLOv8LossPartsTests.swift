@@ -114,7 +114,7 @@ import YOLOTask
         // claimed twice and goes to B (CIoU 0.64 > 0.23). Targets: anchor 0 (class 0) = 0.9 x 1 / 0.9 = 1;
         // B's best alignment 0.7 and overlap 1: anchor 1 = 0.0418038 / 0.7 = 0.0597198,
         // anchor 2 = 1, anchor 3 = 0.0000619 / 0.7 = 0.0000885 (all class 1).
-        let assigner = TaskAlignedAssigner(topK: 10, classes: 2)
+        let assigner = TaskAlignedAssigner(topK: 10, classes: 2, alpha: 0.5, beta: 6)
         let result = assigner.assign(scores: Self.predictedScores, boxes: Self.predictedBoxes, anchorX: Self.anchorX, anchorY: Self.anchorY,
                                      groundTruth: Self.truth)
         #expect(result.isForeground == [true, true, true, true])
@@ -127,7 +127,7 @@ import YOLOTask
     @Test func assignerTopOneTakesTheBestAlignedAnchorPerBox() {
         // Top-k 1: A keeps anchor 0 (t 0.9), B keeps anchor 2 (t 0.7); anchors 1 and 3 are background
         // (ground-truth index 0, target 0). Each positive's target is t / t x 1 = 1.
-        let result = TaskAlignedAssigner(topK: 1, classes: 2).assign(scores: Self.predictedScores, boxes: Self.predictedBoxes,
+        let result = TaskAlignedAssigner(topK: 1, classes: 2, alpha: 0.5, beta: 6).assign(scores: Self.predictedScores, boxes: Self.predictedBoxes,
                                                                      anchorX: Self.anchorX, anchorY: Self.anchorY, groundTruth: Self.truth)
         #expect(result.isForeground == [true, false, true, false])
         #expect(result.groundTruthIndex == [0, 0, 1, 0])
@@ -136,7 +136,7 @@ import YOLOTask
     }
 
     @Test func assignerWithoutBoxesOrWithAnAnchorOnTheEdge() {
-        let assigner = TaskAlignedAssigner(classes: 2)
+        let assigner = YOLOv8Configuration.with { $0.classes = 2 }.loss.assigner
         let empty = assigner.assign(scores: Self.predictedScores, boxes: Self.predictedBoxes, anchorX: Self.anchorX, anchorY: Self.anchorY, groundTruth: [])
         #expect(empty.isForeground == [false, false, false, false] && empty.targetScores.allSatisfy { $0 == 0 })
         // An anchor exactly on a box edge (x = 12 for a box ending at 12) is not inside (deltas must exceed 1e-9).
@@ -161,11 +161,11 @@ import YOLOTask
         let all = [d3, d4, d1, d5, d0, d6, d2]
         // IoU 0.5: d0 kept, suppresses d1 (0.681); d2 kept, suppresses d5; d6 (0.471 with d0) kept: the
         // suppressed d1 does not suppress it; d3 kept; d4 dropped by confidence.
-        #expect(NonMaxSuppression(confidenceThreshold: 0.25, iouThreshold: 0.5)(all) == [d0, d2, d6, d3])
+        #expect(NonMaxSuppression(confidenceThreshold: 0.25, iouThreshold: 0.5, maxDetections: 300)(all) == [d0, d2, d6, d3])
         // IoU 0.7: d1 survives (0.681 <= 0.7) and then suppresses nothing (d6 vs d1: 0.681).
-        #expect(NonMaxSuppression(confidenceThreshold: 0.25, iouThreshold: 0.7)(all) == [d0, d2, d1, d6, d3])
+        #expect(NonMaxSuppression(confidenceThreshold: 0.25, iouThreshold: 0.7, maxDetections: 300)(all) == [d0, d2, d1, d6, d3])
         #expect(NonMaxSuppression(confidenceThreshold: 0.25, iouThreshold: 0.5, maxDetections: 2)(all) == [d0, d2])
-        #expect(NonMaxSuppression(confidenceThreshold: 0.1, iouThreshold: 0.95)(all).count == 7)
+        #expect(NonMaxSuppression(confidenceThreshold: 0.1, iouThreshold: 0.95, maxDetections: 300)(all).count == 7)
     }
 
     @Test func headDecodingClipsAndNormalisesBoxes() {
@@ -184,7 +184,7 @@ import YOLOTask
         let head = YOLOv8HeadOutput(boxDistributions: Tensor(shape: [1, 16, 4], scalars: distributions),
                                     classLogits: Tensor(shape: [1, 2, 4], scalars: logits),
                                     anchors: AnchorGrid(levelSizes: [[2, 2]], strides: [32]), imageHeight: 64, imageWidth: 64)
-        let detections = head.detections(NonMaxSuppression())[0]
+        let detections = head.detections(YOLOv8Configuration().suppression)[0]
         #expect(detections.count == 2)
         #expect(detections[0].box == BoundingBox(classIndex: 0, minX: 0, minY: 0, maxX: 1, maxY: 1))
         #expect(Swift.abs(detections[0].score - 0.8807971) < 1e-6)
