@@ -3,95 +3,177 @@ import FuseKit
 import SegFormerTask
 import Testing
 
-/// Deterministic weights, inputs and labels shared with the PyTorch transcription of TDFusion's
-/// SegFormer (`nets/Segformer.py` + `nets/backbone_SS.py`), Fixtures/segformer_reference.py, which prints
-/// the expected figures below.
-enum DeterministicValues {
-    /// value[i] from sin(0.61 i + (sum of the name's characters mod 97)), scaled by kind.
-    static func state(for module: any Module) -> ModelState {
-        var state = ModelState()
-        for (name, spec) in module.namedSpecs() {
-            let offset = Double(name.unicodeScalars.reduce(0) { $0 + Int($1.value) } % 97)
-            let count = Shape.count(spec.shape)
-            let rows = spec.shape.first ?? 1
-            let values: [Float] = (0..<count).map { i in
-                let wave = sin(0.61 * Double(i) + offset)
-                if name.hasSuffix("num_batches_tracked") { return 0 }
-                if name.hasSuffix("running_var") { return Float(1 + 0.5 * Swift.abs(wave)) }
-                if spec.shape.count == 1 && name.hasSuffix(".weight") { return Float(1 + 0.1 * wave) }
-                if spec.shape.count <= 1 { return Float(0.1 * wave) }
-                return Float(wave / (Double(count) / Double(rows)).squareRoot())
+/// Whole-tensor comparison: an element passes when |actual - expected| <= absolute · max|expected|
+/// + relative · |expected|, or, for a tensor on which PyTorch's own float32 computation is off by
+/// more (an ill-conditioned quantity: gradients through BatchNorm on the batch statistics of tiny
+/// maps), when it is within `float32Multiple` times PyTorch's largest float32 error on it. Two
+/// float32 computations in different summation orders are independent samples of that noise; on
+/// the YOLOv8 training pass the largest ratio of ours to PyTorch's was 4.2 (median 0.3).
+struct TensorTolerance {
+    var relative: Float
+    var absolute: Float
+    static let float32Multiple: Float = 8
+
+    /// Why `actual` does not match `expected`, or nil; `worst` is the largest error relative to
+    /// what the element is allowed; `envelope` whether PyTorch's float32 error set the bound.
+    func mismatch(_ actual: Tensor, _ expected: Tensor, float32Error: Float) -> (problem: String?, worst: Float, envelope: Bool) {
+        guard actual.shape == expected.shape else { return ("shape \(actual.shape), expected \(expected.shape)", .infinity, false) }
+        let a = actual.scalars, e = expected.scalars
+        let scale = e.reduce(Float(0)) { Swift.max($0, Swift.abs($1)) }
+        var worst: Float = 0, failures = 0, first: Int?
+        for i in a.indices {
+            let error = Swift.abs(a[i] - e[i])
+            let allowed = Swift.max(absolute * scale + relative * Swift.abs(e[i]), Self.float32Multiple * float32Error)
+            worst = Swift.max(worst, error / Swift.max(allowed, .leastNormalMagnitude))
+            if !(error <= allowed) {
+                failures += 1
+                if first == nil { first = i }
             }
-            let tensor = Tensor(shape: spec.shape, scalars: values)
-            if spec.isBuffer { state.buffers[name] = tensor } else { state.parameters[name] = tensor }
         }
-        return state
-    }
-
-    static func input(_ shape: [Int]) -> Tensor {
-        Tensor(shape: shape, scalars: (0..<Shape.count(shape)).map { i in
-            Float(0.5 + 0.4 * sin(0.1 * Double(i)) * cos(0.037 * Double(i)))
-        })
-    }
-
-    static func labels(_ shape: [Int], classes: Int) -> Tensor {
-        Tensor(shape: shape, scalars: (0..<Shape.count(shape)).map { i in
-            i % 11 == 0 ? 255 : Float((i * 7 + (i / 13) * 3) % classes)
-        })
+        let envelope = Self.float32Multiple * float32Error > absolute * scale
+        guard let first else { return (nil, worst, envelope) }
+        return ("\(failures) of \(a.count) elements off, first [\(first)]: \(a[first]) vs \(e[first]) (largest |expected| \(scale), "
+                + "PyTorch float32 error \(float32Error))", worst, envelope)
     }
 }
 
-func sumOfSquares(_ t: Tensor) -> Double { t.scalars.reduce(0) { $0 + Double($1) * Double($1) } }
-func sum(_ t: Tensor) -> Double { t.scalars.reduce(0) { $0 + Double($1) } }
-func relativeDifference(_ a: Double, _ b: Double) -> Double { Swift.abs(a - b) / Swift.max(Swift.abs(b), 1e-12) }
+/// Compares a case's tensors with a fixture's (`<key>` and PyTorch's float32 error on it,
+/// `f32error.<key>`), recording mismatches and keeping the worst error of each kind.
+final class ParityComparison {
+    let tensors: [String: Tensor]
+    private(set) var worst: [String: Float] = [:]
+    private(set) var compared = 0, boundedByFloat32 = 0
 
-/// SegFormer against a PyTorch transcription of the official code (TDFusion's copy of NVlabs'
-/// MixVisionTransformer and SegFormerHead), with deterministic weights on a 2x1x64x96 batch.
-@Suite struct SegFormerParityTests {
-    struct Expected {
-        var logitSum, logitAbsSum, logitSquares: Double
-        var samples: [Float]
-        var loss: Double
-        var gradientSquares: [String: Double]
+    init(_ tensors: [String: Tensor]) { self.tensors = tensors }
+
+    func callAsFunction(_ kind: String, _ actual: Tensor, _ key: String, _ tolerance: TensorTolerance) {
+        guard let expected = tensors[key], let float32Error = tensors["f32error." + key]?.item else {
+            Issue.record("the fixture has no '\(key)'")
+            return
+        }
+        let (problem, error, envelope) = tolerance.mismatch(actual, expected, float32Error: float32Error)
+        worst[kind] = Swift.max(worst[kind] ?? 0, error)
+        compared += 1
+        if envelope { boundedByFloat32 += 1 }
+        #expect(problem == nil, "\(key): \(problem ?? "")")
     }
 
-    static let exact = Expected(
-        logitSum: -1371.483154, logitAbsSum: 4736.024414, logitSquares: 3773.825439,
-        samples: [-0.68955, -0.68811, -0.692384, -0.301002, -0.986221, 0.96964, -0.998667], loss: 2.4581203,
-        gradientSquares: ["backbone.patch_embed1.proj.weight": 6.3287830e-01, "backbone.block1.0.attn.kv.weight": 3.2606715e-04,
-                          "backbone.block4.1.mlp.dwconv.dwconv.weight": 3.2795026e-05, "decode_head.linear_fuse.conv.weight": 1.4663539e+02,
-                          "decode_head.linear_c1.proj.bias": 1.6750061e-03])
-    static let tanh = Expected(
-        logitSum: -1371.486816, logitAbsSum: 4736.037109, logitSquares: 3773.845459,
-        samples: [-0.68955, -0.68811, -0.692384, -0.301002, -0.986223, 0.969639, -0.998668], loss: 2.4581215,
-        gradientSquares: ["backbone.patch_embed1.proj.weight": 6.3211697e-01, "backbone.block1.0.attn.kv.weight": 3.2566860e-04,
-                          "backbone.block4.1.mlp.dwconv.dwconv.weight": 3.2830143e-05, "decode_head.linear_fuse.conv.weight": 1.4663943e+02,
-                          "decode_head.linear_c1.proj.bias": 1.6750407e-03])
+    /// The worst error / allowed error of each kind, and how many tensors PyTorch's float32 error bounded.
+    var summary: String {
+        worst.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            + "; \(boundedByFloat32) of \(compared) tensors bounded by PyTorch's float32 error"
+    }
+}
 
-    @Test(arguments: [GELUForm.exact, .tanh])
-    func logitsLossAndGradientsMatchPyTorch(gelu: GELUForm) {
-        var configuration = SegFormerConfiguration.b0
-        configuration.gelu = gelu
-        let net = SegFormer(configuration: configuration, classes: 9, inputChannels: 1)
-        let state = DeterministicValues.state(for: net)
-        let x = DeterministicValues.input([2, 1, 64, 96])
-        let expected = gelu == .exact ? Self.exact : Self.tanh
-        let logits = withoutGradient { net.logits(x, Scope(state)) }
-        #expect(logits.shape == [2, 9, 16, 24])
-        #expect(relativeDifference(sum(logits), expected.logitSum) < 1e-6, "sum \(sum(logits))")
-        #expect(relativeDifference(logits.scalars.reduce(0) { $0 + Swift.abs(Double($1)) }, expected.logitAbsSum) < 1e-6)
-        #expect(relativeDifference(sumOfSquares(logits), expected.logitSquares) < 1e-6)
-        for (index, value) in zip([0, 1, 100, 1000, 3333, 5000, 6911], expected.samples) {
-            #expect(Swift.abs(logits.scalars[index] - value) < 2e-5, "logit \(index): \(logits.scalars[index]) vs \(value)")
+/// SegFormer against a PyTorch transcription of the official code (TDFusion's copy of NVlabs'
+/// MixVisionTransformer and SegFormerHead) and of the plugin's OHEM loss: the committed fixture
+/// (Fixtures/segformer_reference.py --write, computed in float64) holds the weights, the input,
+/// the labels and, for each case, the logits, the loss, the gradient of the loss with respect to
+/// every parameter and the input, and after a training pass the BatchNorm statistics. Every
+/// element is compared. The width is reduced; every code path runs (see the script).
+@Suite struct SegFormerParityTests {
+    static let fixtureURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/segformer_parity.safetensors")
+
+    /// Logits and the loss; the gradients (through the whole network, float32 against float64).
+    static let outputTolerance = TensorTolerance(relative: 1e-5, absolute: 2e-6)
+    static let gradientTolerance = TensorTolerance(relative: 1e-4, absolute: 2e-5)
+
+    struct Fixture {
+        let tensors: [String: Tensor]
+        let configuration: SegFormerConfiguration
+        /// Case name: (GELU, OHEM threshold and minimum kept, training mode).
+        let cases: [String: (gelu: GELUForm, ohem: (Float, Int)?, training: Bool)]
+
+        struct Unreadable: Error { let what: String }
+
+        init() throws {
+            let (tensors, metadata) = try SafeTensors.read(from: SegFormerParityTests.fixtureURL)
+            self.tensors = tensors
+            func json(_ key: String) throws -> [String: Any] {
+                guard let text = metadata[key], let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+                    throw Unreadable(what: "metadata '\(key)'")
+                }
+                return object
+            }
+            let c = try json("configuration")
+            func ints(_ key: String) throws -> [Int] {
+                guard let value = c[key] as? [Int] else { throw Unreadable(what: "configuration '\(key)'") }
+                return value
+            }
+            func int(_ key: String) throws -> Int {
+                guard let value = c[key] as? Int else { throw Unreadable(what: "configuration '\(key)'") }
+                return value
+            }
+            var configuration = SegFormerConfiguration()
+            (configuration.classes, configuration.inputChannels) = (try int("classes"), try int("in_chans"))
+            (configuration.embedDims, configuration.heads) = (try ints("dims"), try ints("heads"))
+            (configuration.depths, configuration.reductionRatios) = (try ints("depths"), try ints("srs"))
+            (configuration.mlpRatio, configuration.decoderEmbed) = (try int("mlp_ratio"), try int("decoder_embed"))
+            // Parity is deterministic: no dropout, no stochastic depth.
+            (configuration.dropout, configuration.dropPath) = (0, 0)
+            self.configuration = configuration
+            var cases: [String: (gelu: GELUForm, ohem: (Float, Int)?, training: Bool)] = [:]
+            for (name, value) in try json("cases") {
+                guard let entry = value as? [Any], entry.count == 3, let gelu = (entry[0] as? String).flatMap(GELUForm.init(rawValue:)),
+                      let training = entry[2] as? Bool else { throw Unreadable(what: "case '\(name)'") }
+                let ohem = (entry[1] as? [Double]).map { (Float($0[0]), Int($0[1])) }
+                cases[name] = (gelu, ohem, training)
+            }
+            self.cases = cases
         }
-        let labels = DeterministicValues.labels([2, 64, 96], classes: 9)
-        let (loss, gradient) = valueWithGradient(at: state.parameters) { parameters in
-            net.loss(x, targets: TaskTargets(segmentation: labels), Scope(parameters: parameters, buffers: state.buffers))
+
+        func prefixed(_ prefix: String) -> [String: Tensor] {
+            Dictionary(uniqueKeysWithValues: tensors.compactMap { key, value in
+                key.hasPrefix(prefix) ? (String(key.dropFirst(prefix.count)), value) : nil
+            })
         }
-        #expect(relativeDifference(Double(loss.item), expected.loss) < 1e-6, "loss \(loss.item)")
-        for (name, squares) in expected.gradientSquares {
-            let found = sumOfSquares(gradient[name]!)
-            #expect(relativeDifference(found, squares) < 1e-4, "\(name): \(found) vs \(squares)")
+    }
+
+    @Test func theFixtureCoversEveryCase() throws {
+        let fixture = try Fixture()
+        #expect(Set(fixture.cases.keys) == ["exact", "tanh", "ohem", "train"])
+        #expect(Set(fixture.cases.values.map(\.gelu)) == Set(GELUForm.allCases))
+        #expect(fixture.cases.values.contains { $0.training } && fixture.cases.values.contains { $0.ohem != nil })
+        // Spatial reduction on and off, a stage of two blocks.
+        #expect(fixture.configuration.reductionRatios.contains(1) && fixture.configuration.reductionRatios.contains { $0 > 1 })
+        #expect(fixture.configuration.depths.contains { $0 > 1 })
+    }
+
+    @Test(arguments: ["exact", "tanh", "ohem", "train"])
+    func logitsLossGradientsAndStatisticsMatchPyTorch(_ name: String) throws {
+        let fixture = try Fixture()
+        let setting = try #require(fixture.cases[name])
+        var configuration = fixture.configuration
+        configuration.gelu = setting.gelu
+        if let (threshold, minKept) = setting.ohem {
+            (configuration.ohem, configuration.ohemThreshold, configuration.ohemMinKept) = (true, threshold, minKept)
         }
+        let net = SegFormer(configuration)
+        let state = try net.loadState(from: fixture.prefixed("state."))
+        let x = try #require(fixture.tensors["input"]), labels = try #require(fixture.tensors["labels"])
+        let targets = TaskTargets(segmentation: labels)
+        let compare = ParityComparison(fixture.tensors)
+
+        let logits = withoutGradient { net.logits(x, Scope(state, context: ForwardContext(training: setting.training))) }
+        compare("logits", logits, "\(name).logits", Self.outputTolerance)
+        let context = ForwardContext(training: setting.training)
+        let (loss, gradient) = valueWithGradient(at: state.parameters.merging(["<input>": x]) { a, _ in a }) { values in
+            var parameters = values
+            let input = parameters.removeValue(forKey: "<input>")!
+            return net.loss(input, targets: targets, Scope(parameters: parameters, buffers: state.buffers, context: context))
+        }
+        compare("loss", loss.reshaped([1]), "\(name).loss", Self.outputTolerance)
+        let expectedGradients = fixture.prefixed("\(name).grad.")
+        #expect(Set(expectedGradients.keys) == Set(state.parameters.keys).union(["input"]))
+        for (key, g) in gradient { compare("gradients", g, "\(name).grad.\(key == "<input>" ? "input" : key)", Self.gradientTolerance) }
+        if setting.training {
+            var updated = state
+            updated.absorb(context)
+            let expectedBuffers = fixture.prefixed("\(name).buffer.")
+            #expect(Set(expectedBuffers.keys) == Set(state.buffers.keys))
+            for key in expectedBuffers.keys { compare("statistics", updated.buffers[key]!, "\(name).buffer.\(key)", Self.outputTolerance) }
+        }
+        print("segformer parity (\(name)): largest error / allowed error per kind: \(compare.summary)")
     }
 }

@@ -1,11 +1,29 @@
 """A small, faithful PyTorch transcription of Ultralytics YOLOv8 (8.1/8.2): the model built from
 yolov8.yaml (Conv, Bottleneck, C2f, SPPF, Concat, Upsample, Detect with DFL), and
 v8DetectionLoss (TaskAlignedAssigner top-k 10, alpha 0.5, beta 6; CIoU; DFL; BCE; gains 7.5,
-0.5, 1.5). Parameters are filled from a formula so that Swift can rebuild the same weights.
+0.5, 1.5), for the parameter counts, the worked unit cases and the parity fixture of
+YOLOv8ParityTests.swift.
 
-Usage: python3 yolov8_reference.py   (prints parameter counts and the parity figures)
+Usage: python3 yolov8_reference.py          (prints parameter counts and the unit-case figures)
+       python3 yolov8_reference.py --write  (writes yolov8_parity.safetensors next to this file)
+
+The fixture holds the weights (filled from a formula, see formula_state), two images and their
+boxes; for a training pass (BatchNorm on batch statistics) the Detect head's raw outputs, the
+loss, its three terms, the assignment (positive anchors, their boxes, target scores), the
+gradient of the loss with respect to every parameter and the input, and the BatchNorm statistics
+after the pass; for an evaluation pass the raw outputs and the decoded predictions. Everything is
+computed in float64 and stored as float32. The model is reduced (width 1/32, 8 DFL bins, 2
+classes; the official widths are checked by the parameter-count tests) but has every block:
+Conv, C2f with and without shortcuts and with one and two bottlenecks, SPPF, upsampling and
+concatenation, the Detect head at three strides and the DFL. For each tensor the fixture also
+holds PyTorch's own float32 error on it (`f32error.*`), the scale of what float32 can reach where
+the quantity is ill-conditioned (BatchNorm on the batch statistics of 2 x 2 maps). The script
+refuses to write a fixture that sits where float32 rounding decides (see write_fixture).
 """
+import json
 import math
+import os
+import sys
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -397,7 +415,7 @@ class v8DetectionLoss:
         gt_labels, gt_bboxes = targets.split((1, 4), 2)
         mask_gt = gt_bboxes.sum(2, keepdim=True).gt_(0.0)
         pred_bboxes = self.bbox_decode(anchor_points, pred_distri)
-        _, target_bboxes, target_scores, fg_mask, _ = self.assigner(
+        _, target_bboxes, target_scores, fg_mask, target_gt_idx = self.assigner(
             pred_scores.detach().sigmoid(), (pred_bboxes.detach() * stride_tensor).type(gt_bboxes.dtype),
             anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt)
         target_scores_sum = max(target_scores.sum(), 1)
@@ -409,7 +427,9 @@ class v8DetectionLoss:
         loss[0] *= self.gains[0]
         loss[1] *= self.gains[1]
         loss[2] *= self.gains[2]
-        self.last = dict(fg=int(fg_mask.sum()), tss=float(target_scores_sum), target_scores=target_scores, fg_mask=fg_mask)
+        self.last = dict(fg=int(fg_mask.sum()), tss=float(target_scores_sum), target_scores=target_scores, fg_mask=fg_mask,
+                         target_gt_idx=target_gt_idx, assigner_inputs=(pred_scores.detach().sigmoid(), (pred_bboxes.detach() * stride_tensor),
+                                                                       anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt))
         return loss.sum() * batch_size, loss.detach()
 
 # ---------------------------------------------------------------- deterministic parameters
@@ -452,7 +472,155 @@ def trainable(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-if __name__ == "__main__":
+PARITY = dict(depth=0.33, width=0.03125, max_channels=1024, ch=1, nc=2, reg_max=8)
+IMAGE_SIZE = (2, 64, 64)
+# Boxes (image, class, cx, cy, w, h normalised): two overlapping objects in image 0, one in image 1.
+# No box edge lies on an anchor centre (x or y = 4 + 8i, 8 + 16i, 16 + 32i pixels).
+BOXES = [[0, 0, 0.30, 0.40, 0.25, 0.50], [0, 1, 0.40, 0.46, 0.50, 0.40], [1, 1, 0.70, 0.60, 0.40, 0.32]]
+
+
+def assignment_margins(assigner, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
+    """How far the assignment is from changing: the smallest distance (pixels) of an anchor centre
+    to a box edge, the smallest gap between the k-th and (k+1)-th alignment of a box relative to
+    the k-th (where the k-th is positive), and the smallest gap between the two best overlaps of an
+    anchor claimed twice."""
+    assigner.bs, assigner.n_max_boxes = pd_scores.shape[0], gt_bboxes.shape[1]
+    lt, rb = gt_bboxes.view(-1, 1, 4).chunk(2, 2)
+    deltas = torch.cat((anc_points[None] - lt, rb - anc_points[None]), dim=2)
+    edge = deltas.abs().min().item()  # pixels
+    mask_in = assigner.select_candidates_in_gts(anc_points, gt_bboxes)
+    metric, overlaps = assigner.get_box_metrics(pd_scores, pd_bboxes, gt_labels, gt_bboxes, mask_in * mask_gt)
+    ordered = metric.sort(dim=-1, descending=True).values
+    k = assigner.topk
+    gaps = (ordered[..., k - 1] - ordered[..., k]) / ordered[..., k - 1]  # relative
+    topk = gaps[ordered[..., k - 1] > 0].min().item() if (ordered[..., k - 1] > 0).any() else math.inf
+    mask_pos, _, _ = assigner.get_pos_mask(pd_scores, pd_bboxes, gt_labels, gt_bboxes, anc_points, mask_gt)
+    shared = mask_pos.sum(-2) > 1
+    if shared.any():
+        best = (overlaps * 1).sort(dim=1, descending=True).values
+        overlap = (best[:, 0] - best[:, 1])[shared].min().item()
+    else:
+        overlap = math.inf
+    return dict(edge=edge, topk=topk, shared_overlap=overlap)
+
+
+def build(state, dtype):
+    torch.set_default_dtype(dtype)
+    m = DetectionModel((PARITY["depth"], PARITY["width"], PARITY["max_channels"]), ch=PARITY["ch"], nc=PARITY["nc"], reg_max=PARITY["reg_max"])
+    if state is not None:
+        m.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()})
+    return m
+
+
+def head_outputs(feats):
+    nc, reg_max = PARITY["nc"], PARITY["reg_max"]
+    flat = torch.cat([f.view(f.shape[0], nc + 4 * reg_max, -1) for f in feats], 2)
+    return flat[:, :4 * reg_max], flat[:, 4 * reg_max:]
+
+
+def maxpool_margin(state, x, training):
+    """The smallest gap, relative to the map's scale, between the largest value of an SPPF pooling
+    window and the largest value below it (a near tie would let rounding move a gradient; exact
+    ties are copies of one value made by the previous pooling, and route the gradient to the same
+    source)."""
+    m = build(state, x.dtype)
+    m.train(training)
+    sppf = m.model[9]
+    gaps = []
+    def hook(mod, inp, outp):
+        y = outp.detach()
+        k = sppf.m.kernel_size
+        for _ in range(3):
+            patches = F.pad(y, (k // 2,) * 4, value=-math.inf).unfold(2, k, 1).unfold(3, k, 1).flatten(-2)
+            top = patches.max(dim=-1, keepdim=True).values
+            below = patches.masked_fill(patches == top, -math.inf).max(dim=-1).values
+            finite = torch.isfinite(below)
+            if finite.any():
+                gaps.append(((top[..., 0] - below)[finite] / y.abs().max()).min().item())
+            y = sppf.m(y)
+    handle = sppf.cv1.register_forward_hook(hook)
+    with torch.no_grad():
+        m(x)
+    handle.remove()
+    return min(gaps)
+
+
+def train_pass(state, x0, labels, dtype):
+    """The training pass: head outputs, loss and terms, assignment, gradients, statistics."""
+    m = build(state, dtype)
+    m.train()
+    crit = v8DetectionLoss(m)
+    x = x0.to(dtype).requires_grad_(True)
+    feats = m(x)
+    box, cls = head_outputs(feats)
+    labels = labels.to(dtype)
+    loss, items = crit(feats, {"batch_idx": labels[:, 0], "cls": labels[:, 1], "bboxes": labels[:, 2:]})
+    trainable = {n: p for n, p in m.named_parameters() if p.requires_grad}
+    grads = torch.autograd.grad(loss, [x] + list(trainable.values()))
+    out = {"head.box": box.detach(), "head.cls": cls.detach(), "loss": loss.detach().reshape(1), "terms": items, "grad.input": grads[0]}
+    for name, g in zip(trainable, grads[1:]):
+        out["grad." + name] = g
+    for name, value in m.state_dict().items():
+        if "running" in name or name.endswith("num_batches_tracked"):
+            out["buffer." + name] = value.clone()
+    last = crit.last
+    out["foreground"] = last["fg_mask"].to(dtype)
+    out["target_scores"] = last["target_scores"].to(dtype)
+    out["ground_truth_index"] = last["target_gt_idx"].to(dtype)
+    out["target_score_sum"] = torch.tensor([last["tss"]])
+    margins = assignment_margins(crit.assigner, *last["assigner_inputs"])
+    return out, margins, dict(foreground=last["fg"], parameters=sum(p.numel() for p in trainable.values()))
+
+
+def eval_pass(state, x0, dtype):
+    """The evaluation pass (running statistics): head outputs and decoded predictions."""
+    m = build(state, dtype)
+    m.eval()
+    with torch.no_grad():
+        y, feats = m(x0.to(dtype))
+    box, cls = head_outputs(feats)
+    return {"head.box": box, "head.cls": cls, "predictions": y}
+
+
+def write_fixture(path):
+    m = build(None, torch.float64)
+    formula_state(m)
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    x0 = formula_image(IMAGE_SIZE[0], PARITY["ch"], IMAGE_SIZE[1], IMAGE_SIZE[2]).double()
+    labels = torch.tensor(BOXES, dtype=torch.float32).double()  # the values Swift reads
+    tensors = {"input": x0, "boxes": labels}
+    for name, value in state.items():
+        tensors["state." + name] = value
+    train, margins, facts = train_pass(state, x0, labels, torch.float64)
+    evaluation = eval_pass(state, x0, torch.float64)
+    # Only the training pass is differentiated; a near tie moves a forward value by the tie's gap.
+    margins["maxpool"] = maxpool_margin(state, x0, training=True)
+    # The fixture must not sit where float32 rounding decides: an anchor on a box edge, a near tie
+    # in the assigner's top k or between two boxes' overlaps, a near tie in a max-pool window.
+    assert margins["edge"] > 1e-2 and margins["topk"] > 1e-3 and margins["shared_overlap"] > 1e-3 and margins["maxpool"] > 1e-4, margins
+    train32, _, facts32 = train_pass(state, x0, labels, torch.float32)
+    evaluation32 = eval_pass(state, x0, torch.float32)
+    assert facts32["foreground"] == facts["foreground"]
+    for prefix, exact, single in (("train", train, train32), ("eval", evaluation, evaluation32)):
+        for key, value in exact.items():
+            tensors[f"{prefix}.{key}"] = value
+            # PyTorch's own float32 error on this tensor (see YOLOv8ParityTests).
+            tensors[f"f32error.{prefix}.{key}"] = (single[key].double() - value.double()).abs().max().reshape(1)
+    torch.set_default_dtype(torch.float32)
+    out = {k: v.to(torch.float32).contiguous() for k, v in tensors.items()}
+    metadata = {"configuration": json.dumps(PARITY), "reference": f"float64, torch {torch.__version__}"}
+    from safetensors.torch import save_file
+    save_file(out, path, metadata=metadata)
+    report = dict(loss=train["loss"].item(), terms=train["terms"].tolist(), margins=margins, **facts)
+    return report, sum(v.numel() for v in out.values())
+
+
+if __name__ == "__main__" and "--write" in sys.argv:
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "yolov8_parity.safetensors")
+    report, floats = write_fixture(path)
+    print(f"wrote {path}: {floats} floats ({os.path.getsize(path)} bytes)")
+    print(report)
+elif __name__ == "__main__":
     torch.set_printoptions(precision=8)
     for scale in ("n", "s"):
         for ch, nc in ((3, 80), (1, 80), (1, 6), (1, 2), (1, 1)):
@@ -462,32 +630,6 @@ if __name__ == "__main__":
     print("n names:", len(m.state_dict()), [k for k in list(m.state_dict())[:8]])
     print("bias cls P3:", m.model[22].cv3[0][2].bias[0].item(), "box:", m.model[22].cv2[0][2].bias[0].item())
 
-    # Parity case: width 1/16, nc 2, 64x64, batch 2.
-    m = DetectionModel((0.33, 0.0625, 1024), ch=1, nc=2)
-    print("parity model trainable", trainable(m), "state entries", len(m.state_dict()))
-    formula_state(m)
-    x = formula_image(2, 1, 64, 64).requires_grad_(True)
-    # Boxes (image, class, cx, cy, w, h normalised): two overlapping objects in image 0, one in image 1.
-    labels = torch.tensor([[0, 0, 0.30, 0.40, 0.25, 0.50], [0, 1, 0.40, 0.45, 0.50, 0.40], [1, 1, 0.70, 0.60, 0.40, 0.30]])
-    batch = {"batch_idx": labels[:, 0], "cls": labels[:, 1], "bboxes": labels[:, 2:]}
-    m.train()
-    crit = v8DetectionLoss(m)
-    feats = m(x)
-    loss, items = crit(feats, batch)
-    params = dict(m.named_parameters())
-    names = ["model.0.conv.weight", "model.22.cv3.0.2.bias", "model.22.cv2.1.2.bias", "model.9.cv2.bn.weight", "model.12.m.0.cv1.conv.weight"]
-    grads = torch.autograd.grad(loss, [x] + [params[n] for n in names])
-    print("loss", loss.item(), "items", items.tolist(), "fg", crit.last["fg"], "tss", crit.last["tss"])
-    gx = grads[0]
-    print("dx norm", float(gx.norm()), "sum", float(gx.sum()), "[0,0,10,20]", float(gx[0, 0, 10, 20]), "[1,0,40,45]", float(gx[1, 0, 40, 45]))
-    for n, g in zip(names, grads[1:]):
-        print("grad", n, "norm", float(g.norm()), "first", g.flatten()[:3].tolist())
-    print("running_mean model.0.bn", m.model[0].bn.running_mean[:3].tolist(), "running_var", m.model[0].bn.running_var[:3].tolist())
-    fgm = crit.last["fg_mask"]
-    print("fg anchors image0", torch.nonzero(fgm[0]).flatten().tolist())
-    print("fg anchors image1", torch.nonzero(fgm[1]).flatten().tolist())
-    ts = crit.last["target_scores"]
-    print("target score sums image0", [round(float(v), 6) for v in ts[0].sum(-1)[fgm[0]]])
     # Hand-made unit-test cases (YOLOv8LossPartsTests).
     anc = torch.tensor([[4., 4.], [12., 4.], [20., 4.], [28., 4.]])
     pd_boxes = torch.tensor([[[0., 0., 16., 8.], [8., 0., 24., 8.], [8., 0., 32., 8.], [24., 0., 32., 8.]]])
@@ -501,12 +643,3 @@ if __name__ == "__main__":
     b2 = torch.tensor([[1., 0., 3., 2.], [0., 0., 2., 2.], [2., 0., 3., 1.], [0., 0., 2., 2.]])
     print("ciou", bbox_iou(b1, b2, xywh=False, CIoU=True).flatten().tolist())
     print("dfl", DFLoss(4)(torch.tensor([[0., math.log(3), 0., 0.]] * 4), torch.tensor([[1.25, 5.0, -1.0, 2.0]])).item())
-    # Eval mode (running statistics from the formula).
-    formula_state(m)
-    m.eval()
-    with torch.no_grad():
-        y, _ = m(x.detach())
-    print("eval y shape", list(y.shape), "abs sum", float(y.abs().sum()))
-    print("eval y[0,:,0]", y[0, :, 0].tolist())
-    print("eval y[1,:,83]", y[1, :, 83].tolist())
-    print("eval y[0,:,70]", y[0, :, 70].tolist())
