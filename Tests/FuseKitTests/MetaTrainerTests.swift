@@ -8,9 +8,8 @@ import Testing
     static func registry() -> PluginRegistry {
         var registry = PluginRegistry()
         RestormerFusionPlugin.register(in: &registry)
-        registry.registerTask("test-seg", summary: "smooth tiny segmenter (tests)",
-                              parameters: [ParameterDoc("classes", .int, default: "3", "classes")]) { p in
-            SmoothTinySegmenter(classes: try p.int("classes", default: 3))
+        registry.registerTask("test-seg", summary: "smooth tiny segmenter (tests)", configuration: TestSegmenterConfiguration.self) {
+            SmoothTinySegmenter(classes: $0.classes)
         }
         return registry
     }

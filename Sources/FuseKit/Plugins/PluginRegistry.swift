@@ -73,6 +73,29 @@ public struct PluginDescriptor: Sendable {
 public struct PluginRegistry: Sendable {
     private var descriptors: [String: PluginDescriptor] = [:]
 
+    /// The plugins commands use when the user names none (`fusekit fuse` without `--model`,
+    /// the hypergradient check of `fusekit gradcheck`, the model workloads of `fusekit bench`).
+    public struct Defaults: Sendable {
+        /// A fusion network.
+        public var fusion: String?
+        /// A loss generator.
+        public var lossGenerator: String?
+        /// A small, fast task network (checks and benchmarks).
+        public var smallTask: String?
+        /// A full-size segmentation network (the official meta-step benchmark).
+        public var segmentationTask: String?
+
+        public init(fusion: String? = nil, lossGenerator: String? = nil, smallTask: String? = nil, segmentationTask: String? = nil) {
+            self.fusion = fusion
+            self.lossGenerator = lossGenerator
+            self.smallTask = smallTask
+            self.segmentationTask = segmentationTask
+        }
+    }
+
+    /// The plugins commands use when the user names none.
+    public var defaults = Defaults()
+
     public init() {}
 
     /// All registered plugins, sorted by kind then name.

@@ -23,7 +23,7 @@ struct RecipeCommand: ParsableCommand {
 
         func run() throws {
             let recipe = try Recipe.load(from: URL(fileURLWithPath: file))
-            let registry = StandardPlugins.registry()
+            let registry = CommandContext.registry
             var summary = ["\(file): ok"]
             if skipData {
                 _ = try registry.makeFusion(recipe.fusion.plugin, recipe.fusion.parameters)
@@ -47,10 +47,14 @@ struct PluginsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "plugins", abstract: "List the registered plugins and their parameters.")
 
     func run() {
-        for d in StandardPlugins.registry().all {
+        for d in CommandContext.registry.all {
             print("\(d.name) (\(d.kind.rawValue)): \(d.summary)")
+            if !d.variants.isEmpty {
+                print("    variant: one of " + d.variants.map { "\($0.name) (\($0.summary))" }.joined(separator: ", "))
+            }
             for p in d.parameters {
-                print("    \(p.name): \(p.type.rawValue), default \(p.defaultValue) — \(p.help)")
+                let rule = p.constraint.map { ", \($0)" } ?? ""
+                print("    \(p.name): \(p.typeName)\(rule), default \(p.defaultValue) — \(p.help)")
             }
         }
     }

@@ -31,7 +31,7 @@ struct TrainCommand: ParsableCommand {
         let url = URL(fileURLWithPath: recipe)
         let parsed = try Recipe.load(from: url)
         let text = try String(contentsOf: url, encoding: .utf8)
-        let setup = try TrainingSetup.make(recipe: parsed, registry: StandardPlugins.registry(), dataRoot: data)
+        let setup = try TrainingSetup.make(recipe: parsed, registry: CommandContext.registry, dataRoot: data)
         let directory = URL(fileURLWithPath: out ?? "runs/\(parsed.name)")
         let progress = TrainingProgress(label: parsed.name, epochs: parsed.training.epochs)
         let trainer = try MetaTrainer(setup: setup, runDirectory: directory, observer: progress)
