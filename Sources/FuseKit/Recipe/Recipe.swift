@@ -15,8 +15,8 @@ public struct Recipe: Sendable {
     public var data: DataSettings
     /// The fusion network F.
     public var fusion: ModelSettings
-    /// The loss generator G.
-    public var lossGenerator: ModelSettings
+    /// The loss generator G (needed with learned fusion-loss weights).
+    public var lossGenerator: ModelSettings?
     /// The task network T.
     public var task: TaskSettings
     /// The learnable fusion loss.
@@ -212,9 +212,7 @@ extension Recipe {
             seed: UInt64(try top["seed"]?.int() ?? 0),
             data: try parseData(try required("data")),
             fusion: try parseModel(try required("fusion")),
-            lossGenerator: try top["loss-generator"].map(parseModel)
-                ?? ModelSettings(plugin: "restormer-lpn", parameters: PluginParameters(), optimizer: OptimizerSettings(kind: .normalizedSGD),
-                                 schedule: LearningRateSchedule(.step(size: 10, gamma: 0.1)), weights: nil),
+            lossGenerator: try top["loss-generator"].map(parseModel),
             task: try parseTask(try required("task")),
             fusionLoss: try parseFusionLoss(top["fusion-loss"]),
             training: try parseTraining(top["training"]),
@@ -278,6 +276,7 @@ extension Recipe {
         guard let plugin = try m["plugin"]?.string() else { throw node.error("'\(node.path)' needs a 'plugin'") }
         var parameters = try m["parameters"]?.pluginParameters() ?? PluginParameters()
         parameters.plugin = plugin
+        // TDFusion updates G by normalised SGD (lr · g / max|g|) and F and T by Adam.
         let defaultKind: OptimizerSettings.Kind = node.path == "loss-generator" ? .normalizedSGD : .adam
         return ModelSettings(plugin: plugin, parameters: parameters, optimizer: try parseOptimizer(m["optimizer"], default: defaultKind),
                              schedule: try parseSchedule(m["schedule"]), weights: try m["weights"]?.string())

@@ -1,9 +1,17 @@
 import Foundation
 
+/// The kinds of training step (the `phase` of a log line).
+public enum TrainingPhase: String, Sendable, Codable, CaseIterable {
+    /// A TDFusion meta step: an update of G along the hypergradient.
+    case meta
+    /// A TDFusion fusion step: F on the fusion loss (G frozen), T on F(x) detached.
+    case fusion
+}
+
 /// One finished optimisation step, as logged to `log.jsonl` and shown on the progress bar.
 public struct StepRecord: Sendable, Codable {
-    /// `meta` (an update of G) or `fusion` (an update of F and T).
-    public var phase: String
+    /// What kind of step it was.
+    public var phase: TrainingPhase
     public var epoch: Int
     /// Index of the step within its phase and epoch.
     public var step: Int
@@ -17,7 +25,8 @@ public struct StepRecord: Sendable, Codable {
     public var outerTaskLoss: Double?
     /// Norm of the hypergradient of G.
     public var hypergradientNorm: Double?
-    /// Learning rates of F, T and G.
+    /// Learning rates by model role (`fusion`, `task`, `loss-generator`), and `eta`, the inner
+    /// step size of a meta step.
     public var learningRates: [String: Double]
     /// Wall time of the step.
     public var seconds: Double
@@ -70,7 +79,7 @@ public final class SilentTrainingObserver: TrainingObserver {
 /// Errors that stop training.
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
     /// A loss or gradient became NaN or infinite.
-    case nonFinite(quantity: String, phase: String, epoch: Int, step: Int, lastCheckpoint: String?)
+    case nonFinite(quantity: String, phase: TrainingPhase, epoch: Int, step: Int, lastCheckpoint: String?)
     /// `--resume` without a checkpoint to resume from.
     case nothingToResume(directory: String)
     /// The run directory holds a different recipe than the one given.
@@ -82,7 +91,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .nonFinite(let quantity, let phase, let epoch, let step, let checkpoint):
             let kept = checkpoint.map { "; the last good checkpoint is \($0)" } ?? "; no checkpoint was written yet"
-            return "\(quantity) is not finite in the \(phase) phase at epoch \(epoch + 1), step \(step + 1): training stopped\(kept)"
+            return "\(quantity) is not finite in the \(phase.rawValue) phase at epoch \(epoch + 1), step \(step + 1): training stopped\(kept)"
         case .nothingToResume(let directory):
             return "nothing to resume in \(directory): no checkpoints/last.safetensors"
         case .recipeMismatch(let directory):
@@ -96,7 +105,13 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
 /// Appends step records to `log.jsonl`, one JSON object per line.
 final class TrainingLog {
     private let handle: FileHandle
-    private let encoder: JSONEncoder
+    private let encoder = TrainingLog.encoder
+
+    static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
 
     init(url: URL, truncate: Bool) throws {
         if truncate || !FileManager.default.fileExists(atPath: url.path) {
@@ -104,8 +119,6 @@ final class TrainingLog {
         }
         handle = try FileHandle(forWritingTo: url)
         handle.seekToEndOfFile()
-        encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
     }
 
     func append(_ record: StepRecord) {

@@ -15,22 +15,44 @@ public struct TrainingSetup: Sendable {
     /// Test pairs (with labels when the dataset has them).
     public var testSource: any PairedSampleSource
     /// Initial weights read from the recipe's `weights` files, by role.
-    public var initialWeights: [String: [String: Tensor]]
+    public var initialWeights: [ModelRole: [String: Tensor]]
+
+    /// Every model of the run by role.
+    public var models: [ModelRole: any Module] {
+        var models: [ModelRole: any Module] = [.fusion: fusion, .task: task]
+        if let lossGenerator { models[.lossGenerator] = lossGenerator }
+        return models
+    }
+
+    /// The plugins a recipe names, built with their parameters (checked against each plugin's
+    /// declaration). A recipe with learned fusion-loss weights must name a loss generator.
+    public static func makeModels(recipe: Recipe, registry: PluginRegistry) throws
+        -> (fusion: any FusionNet, lossGenerator: (any LossGenerator)?, task: any TaskNet) {
+        let fusion = try registry.makeFusion(recipe.fusion.plugin, recipe.fusion.parameters)
+        var generator: (any LossGenerator)?
+        if recipe.fusionLoss.weights == .learned {
+            guard let settings = recipe.lossGenerator else {
+                throw RecipeError(file: recipe.file, line: nil, "learned fusion-loss weights need a 'loss-generator' section; "
+                                  + "registered loss generators: \(registry.names(of: .lossGenerator).joined(separator: ", "))"
+                                  + " (or set 'fusion-loss.weights: fixed')")
+            }
+            generator = try registry.makeLossGenerator(settings.plugin, settings.parameters)
+        }
+        let task = try registry.makeTask(recipe.task.model.plugin, recipe.task.model.parameters)
+        return (fusion, generator, task)
+    }
 
     /// Builds the plugins (validating their parameters) and opens the data.
     /// - Parameter dataRoot: overrides `data.root` of a folder recipe (`fusekit train --data`).
     public static func make(recipe: Recipe, registry: PluginRegistry, dataRoot: String? = nil) throws -> TrainingSetup {
-        let fusion = try registry.makeFusion(recipe.fusion.plugin, recipe.fusion.parameters)
-        let generator = recipe.fusionLoss.weights == .learned
-            ? try registry.makeLossGenerator(recipe.lossGenerator.plugin, recipe.lossGenerator.parameters) : nil
-        let task = try registry.makeTask(recipe.task.model.plugin, recipe.task.model.parameters)
+        let (fusion, generator, task) = try makeModels(recipe: recipe, registry: registry)
         var train: any PairedSampleSource
         var test: any PairedSampleSource
         switch recipe.data.source {
         case .synthetic(let s):
             let generatorOfScenes = SyntheticSceneGenerator(width: s.width, height: s.height, nightProbability: s.nightFraction)
-            train = generatorOfScenes.samples(count: s.trainCount, seed: s.seed)
-            test = generatorOfScenes.samples(count: s.testCount, seed: s.seed &+ 1_000_003)
+            train = generatorOfScenes.samples(count: s.trainCount, seed: RandomStream.syntheticTrainingScenes.seed(s.seed))
+            test = generatorOfScenes.samples(count: s.testCount, seed: RandomStream.syntheticTestScenes.seed(s.seed))
         case .folder(let root, let layout, let trainSplit, let testSplit):
             let base = URL(fileURLWithPath: dataRoot ?? root)
             let chosen = try layout.map { name -> DatasetLayout in
@@ -43,9 +65,9 @@ public struct TrainingSetup: Sendable {
             for problem in skipped { FileHandle.standardError.write(Data("warning: skipping test pair: \(problem)\n".utf8)) }
             test = usable
         }
-        var weights: [String: [String: Tensor]] = [:]
-        for (role, settings) in [("fusion", recipe.fusion), ("lossGenerator", recipe.lossGenerator), ("task", recipe.task.model)] {
-            if let path = settings.weights { weights[role] = try SafeTensors.read(from: URL(fileURLWithPath: path)).tensors }
+        var weights: [ModelRole: [String: Tensor]] = [:]
+        for (role, settings) in [(ModelRole.fusion, recipe.fusion), (.lossGenerator, recipe.lossGenerator), (.task, recipe.task.model)] {
+            if let path = settings?.weights { weights[role] = try SafeTensors.read(from: URL(fileURLWithPath: path)).tensors }
         }
         return TrainingSetup(recipe: recipe, fusion: fusion, lossGenerator: generator, task: task, trainSource: train,
                              testSource: test, initialWeights: weights)
@@ -65,13 +87,6 @@ public struct TrainingSetup: Sendable {
             return x
         }
     }
-}
-
-/// Names used for the models in checkpoints and logs.
-public enum ModelRole {
-    public static let fusion = "fusion"
-    public static let lossGenerator = "lossGenerator"
-    public static let task = "task"
 }
 
 extension TrainingBatch {

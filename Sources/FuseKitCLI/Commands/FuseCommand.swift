@@ -46,7 +46,7 @@ struct FuseCommand: ParsableCommand {
         let (tensors, metadata) = try SafeTensors.read(from: url)
         if metadata.keys.contains(where: { $0.hasPrefix("fusekit.") }) {
             let checkpoint = try Checkpoint.load(from: url)
-            guard let stored = checkpoint.models[ModelRole.fusion] else {
+            guard let stored = checkpoint.models[ModelRole.fusion.rawValue] else {
                 throw ValidationError("\(path) is a FuseKit checkpoint without a fusion model")
             }
             return try fusion.loadState(from: stored.stateDict)

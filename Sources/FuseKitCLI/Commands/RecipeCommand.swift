@@ -26,16 +26,12 @@ struct RecipeCommand: ParsableCommand {
             let registry = CommandContext.registry
             var summary = ["\(file): ok"]
             if skipData {
-                _ = try registry.makeFusion(recipe.fusion.plugin, recipe.fusion.parameters)
-                if recipe.fusionLoss.weights == .learned {
-                    _ = try registry.makeLossGenerator(recipe.lossGenerator.plugin, recipe.lossGenerator.parameters)
-                }
-                _ = try registry.makeTask(recipe.task.model.plugin, recipe.task.model.parameters)
+                _ = try TrainingSetup.makeModels(recipe: recipe, registry: registry)
             } else {
                 let setup = try TrainingSetup.make(recipe: recipe, registry: registry, dataRoot: data)
                 summary.append("  data: \(setup.trainSource.count) training pairs, \(setup.testSource.count) test pairs")
             }
-            summary.append("  fusion: \(recipe.fusion.plugin), loss generator: \(recipe.fusionLoss.weights == .fixed ? "none (fixed w = 1/2)" : recipe.lossGenerator.plugin), task: \(recipe.task.model.plugin)")
+            summary.append("  fusion: \(recipe.fusion.plugin), loss generator: \(recipe.fusionLoss.weights == .fixed ? "none (fixed w = 1/2)" : recipe.lossGenerator?.plugin ?? "none"), task: \(recipe.task.model.plugin)")
             summary.append("  \(recipe.training.epochs) epochs, \(recipe.training.metaSteps) meta steps per epoch, hypergradient \(recipe.training.hypergradient.rawValue)")
             print(summary.joined(separator: "\n"))
         }
