@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(name: "fusekit", dependencies: ["FuseKitCLI", "FuseKitPlugins"]),
 
         .testTarget(name: "FuseKitTensorTests", dependencies: ["FuseKitTensor"]),
-        .testTarget(name: "FuseKitTests", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask"]),
+        .testTarget(name: "FuseKitTests", dependencies: ["FuseKit", "FuseKitPlugins", "RestormerFusion", "SegFormerTask", "YOLOTask"]),
         .testTarget(name: "FuseKitNNTests", dependencies: ["FuseKitNN"], exclude: ["Fixtures"]),
         .testTarget(name: "RestormerFusionTests", dependencies: ["RestormerFusion", "FuseKit"], exclude: ["Fixtures"]),
         .testTarget(name: "SegFormerTaskTests", dependencies: ["SegFormerTask", "FuseKit"], exclude: ["Fixtures"]),

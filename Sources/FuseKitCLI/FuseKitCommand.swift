@@ -39,7 +39,7 @@ struct FuseKitCommand: ParsableCommand {
         abstract: "Task-driven infrared-visible image fusion on the CPU: TDFusion, MRFS and MAFS as plugins.",
         version: FuseKitVersion.string,
         subcommands: [VersionCommand.self, DemoCommand.self, FuseCommand.self, TrainCommand.self, GradcheckCommand.self, RecipeCommand.self,
-                      PluginsCommand.self, InspectCommand.self, BenchCommand.self, EvalCommand.self, EvalSegmentationCommand.self, EvalDetectionCommand.self])
+                      PluginsCommand.self, LossesCommand.self, InspectCommand.self, BenchCommand.self, EvalCommand.self, EvalSegmentationCommand.self, EvalDetectionCommand.self])
 }
 
 struct VersionCommand: ParsableCommand {

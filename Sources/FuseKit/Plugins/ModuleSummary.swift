@@ -113,6 +113,10 @@ extension PluginDescriptor {
         case let net as any TaskNet:
             let x = Tensor.uniform([1, net.inputChannels, height, width], using: &rng)
             return ModuleSummary.make(net, name: name, inputShape: x.shape) { _, p in net.predict(x, p) }
+        case let net as any JointModel:
+            let input = JointInput(infrared: Tensor.uniform([1, 1, height, width], using: &rng),
+                                   visible: Tensor.uniform([1, net.visibleChannels, height, width], using: &rng))
+            return ModuleSummary.make(net, name: name, inputShape: input.visible.shape) { _, p in net.forward(input, p) }
         default:
             preconditionFailure("\(name): \(type(of: module)) is not a \(kind.protocolName)")
         }

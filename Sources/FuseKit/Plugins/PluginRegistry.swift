@@ -5,6 +5,7 @@ public enum PluginKind: String, Sendable, CaseIterable {
     case fusion
     case lossGenerator = "loss-generator"
     case task
+    case joint
 
     /// The protocol a plugin of this kind conforms to (for messages).
     public var protocolName: String {
@@ -12,6 +13,7 @@ public enum PluginKind: String, Sendable, CaseIterable {
         case .fusion: return "FusionNet"
         case .lossGenerator: return "LossGenerator"
         case .task: return "TaskNet"
+        case .joint: return "JointModel"
         }
     }
 }
@@ -96,6 +98,9 @@ public struct PluginRegistry: Sendable {
     /// The plugins commands use when the user names none.
     public var defaults = Defaults()
 
+    /// The loss terms recipes may use: FuseKit's, and any a plugin registers.
+    public var lossTerms = LossTermRegistry.standard
+
     public init() {}
 
     /// All registered plugins, sorted by kind then name.
@@ -127,6 +132,13 @@ public struct PluginRegistry: Sendable {
         _ name: String, summary: String, configuration: C.Type,
         gradcheck: GradcheckSettings<C> = GradcheckSettings(), make: @escaping @Sendable (C) -> any TaskNet) {
         add(name, .task, summary, gradcheck, make)
+    }
+
+    /// Registers a joint fusion-and-segmentation model built from its configuration.
+    public mutating func registerJoint<C: PluginConfiguration>(
+        _ name: String, summary: String, configuration: C.Type,
+        gradcheck: GradcheckSettings<C> = GradcheckSettings(), make: @escaping @Sendable (C) -> any JointModel) {
+        add(name, .joint, summary, gradcheck, make)
     }
 
     private mutating func add<C: PluginConfiguration>(_ name: String, _ kind: PluginKind, _ summary: String,
@@ -165,6 +177,11 @@ public struct PluginRegistry: Sendable {
     /// Builds the loss generator `name`.
     public func makeLossGenerator(_ name: String, _ parameters: PluginParameters = PluginParameters()) throws -> any LossGenerator {
         try descriptor(name, kind: .lossGenerator).makeModule(parameters) as! any LossGenerator
+    }
+
+    /// Builds the joint model `name`.
+    public func makeJoint(_ name: String, _ parameters: PluginParameters = PluginParameters()) throws -> any JointModel {
+        try descriptor(name, kind: .joint).makeModule(parameters) as! any JointModel
     }
 
     /// Builds the task network `name`.

@@ -21,7 +21,7 @@ struct MetaStrategy: TrainingStrategy {
     let lossGenerator: TrainedModel?
     let task: TrainedModel
     let loss: FusionLoss
-    let settings: TrainingSettings
+    let settings: StageSettings
     /// Fusion-step batches, and the meta steps' (their own order).
     let batches: BatchLoader
     let metaBatches: BatchLoader
@@ -31,7 +31,7 @@ struct MetaStrategy: TrainingStrategy {
     var taskNet: any TaskNet { task.module as! any TaskNet }
 
     var metaStepsPerEpoch: Int { lossGenerator == nil ? 0 : settings.metaSteps }
-    var fusionStepsPerEpoch: Int { Swift.min(batches.batchesPerEpoch, settings.fusionStepsPerEpoch ?? Int.max) }
+    var fusionStepsPerEpoch: Int { Swift.min(batches.batchesPerEpoch, settings.stepsPerEpoch ?? Int.max) }
 
     func plan(epoch: Int) -> [TrainingStep] {
         let fusionSteps = (0..<fusionStepsPerEpoch).map { TrainingStep(.fusion, $0) }
@@ -48,6 +48,7 @@ struct MetaStrategy: TrainingStrategy {
         switch step.phase {
         case .meta: return try metaStep(step, &state, environment)
         case .fusion: return try fusionStep(step, &state, environment)
+        case .joint, .pretraining: preconditionFailure("the meta strategy plans no \(step.phase) steps")
         }
     }
 

@@ -17,6 +17,10 @@ public enum RandomStream: Sendable, Hashable {
     case syntheticTestScenes
     /// Dropout and drop-path masks of one forward pass in a step.
     case forward(ForwardPass)
+    /// Dropout masks of a model's forward pass in a joint or pretraining step.
+    case model(ModelRole)
+    /// The masks and noise of a masked-pretraining step.
+    case masks
     /// The base of the forward passes inside one meta step (``metaPass``).
     case metaProblem
     /// One forward pass inside a meta step, derived from the step's ``metaProblem`` seed (the same
@@ -65,6 +69,10 @@ public enum RandomStream: Sendable, Hashable {
             return Self.mix(seed, UInt64(step), pass.rawValue)
         case .metaProblem:
             return Self.mix(seed, UInt64(step), 7)
+        case .model(let role):
+            return Self.mix(seed, UInt64(step), Self.hash(role.rawValue))
+        case .masks:
+            return Self.mix(seed, UInt64(step), 0x4D41_534B)  // "MASK"
         case .metaPass(let pass):
             return seed &+ pass.rawValue &* 0x9E37_79B9_7F4A_7C15
         }

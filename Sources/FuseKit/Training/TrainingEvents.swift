@@ -6,6 +6,10 @@ public enum TrainingPhase: String, Sendable, Codable, CaseIterable {
     case meta
     /// A TDFusion fusion step: F on the fusion loss (G frozen), T on F(x) detached.
     case fusion
+    /// A joint step: every loss term, one optimiser step of every trained model.
+    case joint
+    /// A masked-pretraining step.
+    case pretraining
 }
 
 /// One finished optimisation step, as logged to `log.jsonl` and shown on the progress bar.
@@ -17,8 +21,10 @@ public struct StepRecord: Sendable, Codable {
     public var step: Int
     /// Steps finished since the start of training.
     public var globalStep: Int
-    /// Fusion loss L_f.
-    public var fusionLoss: Double
+    /// The stage, in a recipe of several stages.
+    public var stage: String?
+    /// Fusion loss L_f (the fusion group's loss in a joint step).
+    public var fusionLoss: Double?
     /// Task loss of T on F(x) (the inner step of a meta step; T's own step in the fusion phase).
     public var innerTaskLoss: Double?
     /// Task loss of T'(F'(x')) on the meta-test batch.
@@ -30,9 +36,32 @@ public struct StepRecord: Sendable, Codable {
     public var learningRates: [String: Double]
     /// Wall time of the step.
     public var seconds: Double
+    /// Each loss term's value, and each group's weighted sum (`group:NAME`), in joint and
+    /// pretraining steps.
+    public var losses: [String: Double]?
+    /// The weight each loss group got (task weighting).
+    public var taskWeights: [String: Double]?
+
+    public init(phase: TrainingPhase, epoch: Int, step: Int, globalStep: Int, fusionLoss: Double?, innerTaskLoss: Double?,
+                outerTaskLoss: Double?, hypergradientNorm: Double?, learningRates: [String: Double], seconds: Double,
+                losses: [String: Double]? = nil, taskWeights: [String: Double]? = nil) {
+        self.phase = phase
+        self.epoch = epoch
+        self.step = step
+        self.globalStep = globalStep
+        self.fusionLoss = fusionLoss
+        self.innerTaskLoss = innerTaskLoss
+        self.outerTaskLoss = outerTaskLoss
+        self.hypergradientNorm = hypergradientNorm
+        self.learningRates = learningRates
+        self.seconds = seconds
+        self.losses = losses
+        self.taskWeights = taskWeights
+    }
 
     enum CodingKeys: String, CodingKey {
-        case phase, epoch, step, seconds
+        case phase, epoch, step, seconds, stage, losses
+        case taskWeights = "task_weights"
         case globalStep = "global_step"
         case fusionLoss = "L_f"
         case innerTaskLoss = "L_t_inner"

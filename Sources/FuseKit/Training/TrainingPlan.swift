@@ -41,6 +41,8 @@ public struct TrainingState: Sendable {
     public var position = TrainingPosition()
     /// The best task metric at an epoch end so far.
     public var bestMetric: Double?
+    /// The raw loss of each group in the last two steps (Dynamic Weight Average reads them).
+    public var lossHistory: [[String: Double]] = []
 
     public init(models: [ModelRole: ModelState]) { self.models = models }
 
@@ -72,13 +74,19 @@ protocol TrainingStrategy {
     func plan(epoch: Int) -> [TrainingStep]
     /// Runs one step, updating the models in `state` (the position is the step's).
     func run(_ step: TrainingStep, _ state: inout TrainingState, _ environment: StepEnvironment) throws -> StepRecord
+    /// Models the strategy adds to the run (a reconstruction head, uncertainty weights), by role.
+    var ownModels: [ModelRole: any Module] { get }
+}
+
+extension TrainingStrategy {
+    var ownModels: [ModelRole: any Module] { [:] }
 }
 
 /// What a step needs from the trainer: the seed and position, the schedules, and the checks.
 struct StepEnvironment {
     let seed: UInt64
     let position: TrainingPosition
-    let scheduleUnit: TrainingSettings.ScheduleUnit
+    let scheduleUnit: StageSettings.ScheduleUnit
     let runDirectory: RunDirectory
 
     /// The schedule step of the position: the epoch or the global step.
@@ -90,6 +98,11 @@ struct StepEnvironment {
     /// A forward context in training mode with the pass's own random stream at this step.
     func context(_ pass: RandomStream.ForwardPass) -> ForwardContext {
         ForwardContext(training: true, rng: RandomStream.forward(pass).generator(seed, step: position.globalStep))
+    }
+
+    /// A forward context in training mode for a model's pass in this step.
+    func context(for role: ModelRole) -> ForwardContext {
+        ForwardContext(training: true, rng: RandomStream.model(role).generator(seed, step: position.globalStep))
     }
 
     /// Stops training when a loss or gradient norm is NaN or infinite, naming it and the step.

@@ -31,8 +31,20 @@ struct RecipeCommand: ParsableCommand {
                 let setup = try TrainingSetup.make(recipe: recipe, registry: registry, dataRoot: data)
                 summary.append("  data: \(setup.trainSource.count) training pairs, \(setup.testSource.count) test pairs")
             }
-            summary.append("  fusion: \(recipe.fusion.plugin), loss generator: \(recipe.fusionLoss.weights == .fixed ? "none (fixed w = 1/2)" : recipe.lossGenerator?.plugin ?? "none"), task: \(recipe.task.model.plugin)")
-            summary.append("  \(recipe.training.epochs) epochs, \(recipe.training.metaSteps) meta steps per epoch, hypergradient \(recipe.training.hypergradient.rawValue)")
+            summary.append("  models: " + recipe.models.map { "\($0.role) \($0.plugin)" }.joined(separator: ", "))
+            for stage in recipe.stages {
+                var line = "  stage \(stage.name): \(stage.strategy.rawValue), \(stage.epochs) epochs, trains "
+                    + stage.trained.map(\.role.rawValue).joined(separator: ", ")
+                if !stage.frozen.isEmpty { line += "; frozen " + stage.frozen.map(\.rawValue).joined(separator: ", ") }
+                switch stage.strategy {
+                case .meta:
+                    line += stage.fusionLoss.weights == .fixed ? "; fixed weights w = 1/2"
+                        : "; \(stage.metaSteps) meta steps per epoch, hypergradient \(stage.hypergradient.rawValue)"
+                case .joint, .maskedPretraining:
+                    line += "; losses " + stage.losses.map { "\($0.weight) \($0.term)" }.joined(separator: " + ")
+                }
+                summary.append(line)
+            }
             print(summary.joined(separator: "\n"))
         }
     }
@@ -48,6 +60,21 @@ struct PluginsCommand: ParsableCommand {
             if !d.variants.isEmpty {
                 print("    variant: one of " + d.variants.map { "\($0.name) (\($0.summary))" }.joined(separator: ", "))
             }
+            for p in d.parameters {
+                let rule = p.constraint.map { ", \($0)" } ?? ""
+                print("    \(p.name): \(p.typeName)\(rule), default \(p.defaultValue) — \(p.help)")
+            }
+        }
+    }
+}
+
+/// `fusekit losses`.
+struct LossesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "losses", abstract: "List the loss terms recipes may use in their stages, with their parameters.")
+
+    func run() {
+        for d in CommandContext.registry.lossTerms.all {
+            print("\(d.name) (\(d.kind.rawValue)): \(d.summary)")
             for p in d.parameters {
                 let rule = p.constraint.map { ", \($0)" } ?? ""
                 print("    \(p.name): \(p.typeName)\(rule), default \(p.defaultValue) — \(p.help)")

@@ -33,7 +33,7 @@ struct TrainCommand: ParsableCommand {
         let text = try String(contentsOf: url, encoding: .utf8)
         let setup = try TrainingSetup.make(recipe: parsed, registry: CommandContext.registry, dataRoot: data)
         let directory = URL(fileURLWithPath: out ?? "runs/\(parsed.name)")
-        let progress = TrainingProgress(label: parsed.name, epochs: parsed.training.epochs)
+        let progress = TrainingProgress(label: parsed.name, epochs: parsed.totalEpochs)
         let trainer = try Trainer(setup: setup, runDirectory: directory, observer: progress)
         let result = try trainer.run(resume: resume, recipeText: text, stopAfter: stopAfter)
         progress.finish()
