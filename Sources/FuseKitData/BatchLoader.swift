@@ -20,8 +20,8 @@ public struct BatchOptions: Sendable, Equatable {
     /// Also produce the colour visible images.
     public var includeColorVisible: Bool
     /// Random scales, one drawn per sample and applied before cropping (images bilinear, labels
-    /// nearest); each sample then gets its own crop offset, and a crop larger than the scaled
-    /// image is zero-padded (labels 255) with the padding marked in ``TrainingBatch/validMask``.
+    /// nearest); each sample then gets its own crop offset, and a scaled image smaller than the
+    /// crop is centred in zero padding (labels 255), marked in ``TrainingBatch/validMask``.
     /// Empty: no scaling, one crop offset per batch.
     public var scales: [Double] = []
     /// Shuffle the sample order every epoch.
@@ -278,8 +278,10 @@ public struct BatchLoader: Sendable {
         for sample in samples {
             let scale = options.scales[random.nextInt(below: options.scales.count)]
             let w = Swift.max(1, Int((Double(sample.width) * scale).rounded())), h = Swift.max(1, Int((Double(sample.height) * scale).rounded()))
-            let x = w > crop.width ? random.nextInt(below: w - crop.width + 1) : 0
-            let y = h > crop.height ? random.nextInt(below: h - crop.height + 1) : 0
+            // A random window where the scaled image is larger than the crop, else the image
+            // centred in zero padding (MRFS's TrainPre: pad // 2 before, the rest after).
+            let x = w > crop.width ? random.nextInt(below: w - crop.width + 1) : -((crop.width - w) / 2)
+            let y = h > crop.height ? random.nextInt(below: h - crop.height + 1) : -((crop.height - h) / 2)
             func window(_ image: Image) -> Image {
                 image.resized(width: w, height: h).cropped(x: x, y: y, width: crop.width, height: crop.height, padding: 0)
             }

@@ -102,8 +102,8 @@ import Testing
     @Test func derivedLabels() {
         let labels = Self.t([1, 3, 3], [0, 0, 2, 0, 0, 2, 255, 0, 0])
         #expect(DerivedLabels.foreground(labels).scalars == [0, 0, 1, 0, 0, 1, 255, 0, 0])
-        // A pixel is a boundary when a neighbour (3x3) has another, non-ignored class.
-        #expect(DerivedLabels.boundary(labels).scalars == [0, 1, 1, 0, 1, 1, 255, 1, 1])
+        // A pixel is a boundary when a neighbour (3x3) has another value, an ignored one included.
+        #expect(DerivedLabels.boundary(labels).scalars == [0, 1, 1, 1, 1, 1, 255, 1, 1])
     }
 
     @Test func dynamicWeightAverageOverTwoSteps() {
@@ -138,9 +138,12 @@ import Testing
         // p = 0.1 + 0/1.12 = 0.1: draws below 0.1 keep. All draws 0.05 keep both (A = B = 1).
         let all = generator.cellMasks(p: 0, swap: 0.9, draws: [[Float]](repeating: [Float](repeating: 0.05, count: 64), count: 6))
         #expect(all.infrared.allSatisfy { $0 == 1 } && all.visible.allSatisfy { $0 == 1 })
-        // Draws of 0.5 keep nothing in A and B, and C = 0 gives the cell to B (infrared, unswapped).
+        // Draws of 0.5 keep nothing in A and B, and C = 0 gives the cell to B; swap >= 0.5 makes
+        // (m_vi, m_ir) = (B, A), so the visible modality keeps every cell.
         let none = generator.cellMasks(p: 0, swap: 0.9, draws: [[Float]](repeating: [Float](repeating: 0.5, count: 64), count: 6))
-        #expect(none.infrared.allSatisfy { $0 == 1 } && none.visible.allSatisfy { $0 == 0 })
+        #expect(none.visible.allSatisfy { $0 == 1 } && none.infrared.allSatisfy { $0 == 0 })
+        let unswapped = generator.cellMasks(p: 0, swap: 0.1, draws: [[Float]](repeating: [Float](repeating: 0.5, count: 64), count: 6))
+        #expect(unswapped.infrared.allSatisfy { $0 == 1 } && unswapped.visible.allSatisfy { $0 == 0 })
         var r = RandomGenerator(seed: 1)
         let masks = generator.masks(batch: 2, height: 16, width: 24, using: &r)
         #expect(masks.infrared.shape == [2, 1, 16, 24])

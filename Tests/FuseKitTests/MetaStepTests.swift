@@ -5,8 +5,8 @@ import Testing
 /// The exact hypergradient against central finite differences of the end-to-end meta objective.
 @Suite struct MetaStepTests {
     static func problem(eta: Float, generatorGain: Float = 1, taskGain: Float = 1) -> MetaStepProblem {
-        let f = RestormerFusion(dim: 4, blocks: 1, heads: 2)
-        let g = RestormerLossGenerator(dim: 4, blocks: 1, heads: 2)
+        let tiny = RestormerConfiguration.with { $0.dim = 4; $0.blocks = 1; $0.heads = 2 }
+        let f = RestormerFusion(tiny), g = RestormerLossGenerator(tiny)
         let t = SmoothTinySegmenter(classes: 3)
         var gState = g.initialState(seed: 2)
         // A slope of 1 keeps G's PReLU smooth for finite differences.

@@ -148,7 +148,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let text = Self.recipeText(epochs: 1) + "fusion-loss:\n  weights: fixed\n"
         let trainer = try Self.trainer(text, dir)
-        #expect(trainer.setup.lossGenerator == nil)
+        #expect(trainer.setup.recipe.stages[0].trained.map(\.role) == [.fusion, .task])
         #expect(trainer.totalSteps == 6)
         _ = try trainer.run(recipeText: text)
         let checkpoint = try Checkpoint.load(from: dir.appendingPathComponent("checkpoints/last.safetensors"))

@@ -30,8 +30,8 @@ extension LossTermRegistry {
                    configuration: NoParameters.self) { _ in TaskNetLossTerm() }
         r.register("masked-l1", kind: .reconstruction, summary: "mean over all pixels of |M (reconstruction - source)|, M = the masked cells, both sources",
                    configuration: NoParameters.self) { _ in MaskedL1Term() }
-        r.register("masked-gradient-l1", kind: .reconstruction, summary: "mean |Sobel(M reconstruction) - Sobel(M source)| per direction, both sources",
-                   configuration: NoParameters.self) { _ in MaskedGradientTerm() }
+        r.register("masked-gradient-l1", kind: .reconstruction, summary: "mean | |Sobel(M reconstruction)| - |Sobel(M source)| | per direction, both sources",
+                   configuration: MaskedGradientTerm.Configuration.self) { MaskedGradientTerm(configuration: $0) }
         return r
     }()
 }
@@ -249,7 +249,7 @@ struct DerivedLabelTerm: LossTerm {
 }
 
 /// Labels derived from a class map [B, H, W] (Float indices): foreground (label > 0) and
-/// boundaries (a pixel with another class in its 3x3 neighbourhood); ignored pixels stay ignored.
+/// boundaries; ignored pixels stay ignored.
 public enum DerivedLabels {
     public static func foreground(_ labels: Tensor, ignoreIndex: Float = 255) -> Tensor {
         withoutGradient {
@@ -257,6 +257,8 @@ public enum DerivedLabels {
         }
     }
 
+    /// Boundary pixels: some pixel of the 3x3 neighbourhood (clipped at the border) has another
+    /// label value, an ignored neighbour included (MAFS's inferred `bd` labels).
     public static func boundary(_ labels: Tensor, ignoreIndex: Float = 255) -> Tensor {
         let (b, h, w) = (labels.shape[0], labels.shape[1], labels.shape[2])
         let values = labels.scalars
@@ -273,7 +275,7 @@ public enum DerivedLabels {
                             let yy = y + dy, xx = x + dx
                             guard yy >= 0, yy < h, xx >= 0, xx < w else { continue }
                             let u = values[(n * h + yy) * w + xx]
-                            if u != ignoreIndex && u != v { edge = true; break }
+                            if u != v { edge = true; break }
                         }
                     }
                     out[i] = edge ? 1 : 0
@@ -341,13 +343,27 @@ struct MaskedL1Term: LossTerm {
     }
 }
 
-/// Sobel-gradient L1 of the masked reconstructions against the masked sources, both sources.
+/// Sobel-gradient L1 of the masked reconstructions against the masked sources, both sources
+/// (MAFS Eq. 13: the mask applied before the gradient; absolute responses, directions summed by
+/// default).
 struct MaskedGradientTerm: LossTerm {
+    struct Configuration: PluginConfiguration {
+        @Parameter("absolute responses (MAFS) or signed") var form = SobelMaxTerm.Form.absolute
+        @Parameter("how the x and y terms combine") var combine = SobelMaxTerm.Combine.sum
+        init() {}
+    }
+
+    let configuration: Configuration
     var requirements: Set<LossRequirement> { [.reconstruction] }
+
     func callAsFunction(_ batch: LossBatch) -> Tensor {
         let (r, sources, masked) = batch.reconstructionParts()
         return zip(zip(r, sources), masked).map { pair, m in
-            (sobelPerChannel(pair.0 * m) - sobelPerChannel(pair.1 * m)).abs().mean()
+            var a = sobelPerChannel(pair.0 * m), b = sobelPerChannel(pair.1 * m)
+            if configuration.form == .absolute { (a, b) = (a.abs(), b.abs()) }
+            let c = pair.0.shape[1]
+            let perDirection = (a - b).abs().reshaped([m.shape[0], c, 2, m.shape[2] * m.shape[3]]).mean(axes: [0, 1, 3])
+            return configuration.combine == .mean ? perDirection.mean() : perDirection.sum()
         }.reduce(Tensor(0), +)
     }
 }

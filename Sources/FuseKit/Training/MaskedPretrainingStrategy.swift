@@ -5,8 +5,8 @@ import FuseKitTensor
 /// The masks of masked pretraining (MAFS, `Create_dataset2.py`): per sample, a keep probability
 /// p = 0.1 + U/1.12; over a grid of cells, keep masks A (visible) and B (infrared) each the product
 /// of two Bernoulli(p) draws, and where both are 0, A += C and B += 1 - C with C a third such
-/// product, so that every cell is kept in at least one modality; A and B swap with probability 1/2.
-/// Masked pixels are replaced by U(0, 1) noise.
+/// product, so that every cell is kept in at least one modality; (m_vi, m_ir) = (A, B), or (B, A)
+/// with probability 1/2. Masked pixels are replaced by U(0, 1) noise (each channel its own draw).
 public struct MaskGenerator: Sendable {
     /// Cells per side.
     public var grid: Int
@@ -14,7 +14,9 @@ public struct MaskGenerator: Sendable {
     public init(grid: Int = 8) { self.grid = grid }
 
     /// One sample's keep masks over the grid (row-major, 1 kept) from its uniform draws: `p` and
-    /// `swap` in [0, 1), and six grid-sized arrays (A's two factors, B's two, C's two).
+    /// `swap` in [0, 1), and six grid-sized arrays (A's two factors, B's two, C's two); a cell's
+    /// factor is 1 when its draw is below p. (The draw layout is FuseKit's; MAFS's release draws
+    /// the same distribution in another order.)
     public func cellMasks(p u: Float, swap: Float, draws: [[Float]]) -> (infrared: [Float], visible: [Float]) {
         precondition(draws.count == 6 && draws.allSatisfy { $0.count == grid * grid }, "MaskGenerator: six draws of \(grid * grid) cells")
         let p = 0.1 + u / 1.12
@@ -25,14 +27,14 @@ public struct MaskGenerator: Sendable {
             a[i] += c[i]
             b[i] += 1 - c[i]
         }
-        if swap < 0.5 { (a, b) = (b, a) }
-        return (b, a)
+        return swap < 0.5 ? (infrared: b, visible: a) : (infrared: a, visible: b)
     }
 
     /// Keep masks [B, 1, H, W] of both modalities for a batch, and the noise for masked pixels
-    /// [B, 1, H, W], drawn from `rng`. H and W must be multiples of the grid.
-    public func masks(batch: Int, height: Int, width: Int, using rng: inout RandomGenerator)
-        -> (infrared: Tensor, visible: Tensor, noise: (infrared: Tensor, visible: Tensor)) {
+    /// ([B, infraredChannels, H, W] and [B, visibleChannels, H, W]), drawn from `rng`. H and W must
+    /// be multiples of the grid.
+    public func masks(batch: Int, height: Int, width: Int, infraredChannels: Int = 1, visibleChannels: Int = 1,
+                      using rng: inout RandomGenerator) -> (infrared: Tensor, visible: Tensor, noise: (infrared: Tensor, visible: Tensor)) {
         precondition(height % grid == 0 && width % grid == 0, "MaskGenerator: \(height)x\(width) is not a multiple of the \(grid)x\(grid) grid")
         var ir: [Float] = [], vis: [Float] = []
         let (ch, cw) = (height / grid, width / grid)
@@ -48,7 +50,8 @@ public struct MaskGenerator: Sendable {
         }
         let shape = [batch, 1, height, width]
         return (Tensor(shape: shape, scalars: ir), Tensor(shape: shape, scalars: vis),
-                (Tensor.uniform(shape, using: &rng), Tensor.uniform(shape, using: &rng)))
+                (Tensor.uniform([batch, infraredChannels, height, width], using: &rng),
+                 Tensor.uniform([batch, visibleChannels, height, width], using: &rng)))
     }
 }
 
@@ -100,7 +103,7 @@ struct MaskedPretrainingStrategy: TrainingStrategy {
             throw TrainingError.data("stage '\(stage.name)': crops of \(h)x\(w) are not a multiple of the \(masks.grid)x\(masks.grid) mask grid")
         }
         var rng = RandomStream.masks.generator(env.seed, step: env.position.globalStep)
-        let keep = masks.masks(batch: b, height: h, width: w, using: &rng)
+        let keep = masks.masks(batch: b, height: h, width: w, visibleChannels: visible.shape[1], using: &rng)
         let maskedInfrared = batch.infrared * keep.infrared + keep.noise.infrared * (1 - keep.infrared)
         let maskedVisible = visible * keep.visible + keep.noise.visible * (1 - keep.visible)
         let rates = trained.map { env.learningRate($0.model) }
