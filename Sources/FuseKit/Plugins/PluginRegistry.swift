@@ -5,6 +5,7 @@ public enum PluginKind: String, Sendable, CaseIterable {
     case fusion
     case lossGenerator = "loss-generator"
     case task
+    case joint
 
     /// The protocol a plugin of this kind conforms to (for messages).
     public var protocolName: String {
@@ -12,6 +13,7 @@ public enum PluginKind: String, Sendable, CaseIterable {
         case .fusion: return "FusionNet"
         case .lossGenerator: return "LossGenerator"
         case .task: return "TaskNet"
+        case .joint: return "JointModel"
         }
     }
 }
@@ -73,6 +75,32 @@ public struct PluginDescriptor: Sendable {
 public struct PluginRegistry: Sendable {
     private var descriptors: [String: PluginDescriptor] = [:]
 
+    /// The plugins commands use when the user names none (`fusekit fuse` without `--model`,
+    /// the hypergradient check of `fusekit gradcheck`, the model workloads of `fusekit bench`).
+    public struct Defaults: Sendable {
+        /// A fusion network.
+        public var fusion: String?
+        /// A loss generator.
+        public var lossGenerator: String?
+        /// A small, fast task network (checks and benchmarks).
+        public var smallTask: String?
+        /// A full-size segmentation network (the official meta-step benchmark).
+        public var segmentationTask: String?
+
+        public init(fusion: String? = nil, lossGenerator: String? = nil, smallTask: String? = nil, segmentationTask: String? = nil) {
+            self.fusion = fusion
+            self.lossGenerator = lossGenerator
+            self.smallTask = smallTask
+            self.segmentationTask = segmentationTask
+        }
+    }
+
+    /// The plugins commands use when the user names none.
+    public var defaults = Defaults()
+
+    /// The loss terms recipes may use: FuseKit's, and any a plugin registers.
+    public var lossTerms = LossTermRegistry.standard
+
     public init() {}
 
     /// All registered plugins, sorted by kind then name.
@@ -104,6 +132,13 @@ public struct PluginRegistry: Sendable {
         _ name: String, summary: String, configuration: C.Type,
         gradcheck: GradcheckSettings<C> = GradcheckSettings(), make: @escaping @Sendable (C) -> any TaskNet) {
         add(name, .task, summary, gradcheck, make)
+    }
+
+    /// Registers a joint fusion-and-segmentation model built from its configuration.
+    public mutating func registerJoint<C: PluginConfiguration>(
+        _ name: String, summary: String, configuration: C.Type,
+        gradcheck: GradcheckSettings<C> = GradcheckSettings(), make: @escaping @Sendable (C) -> any JointModel) {
+        add(name, .joint, summary, gradcheck, make)
     }
 
     private mutating func add<C: PluginConfiguration>(_ name: String, _ kind: PluginKind, _ summary: String,
@@ -142,6 +177,11 @@ public struct PluginRegistry: Sendable {
     /// Builds the loss generator `name`.
     public func makeLossGenerator(_ name: String, _ parameters: PluginParameters = PluginParameters()) throws -> any LossGenerator {
         try descriptor(name, kind: .lossGenerator).makeModule(parameters) as! any LossGenerator
+    }
+
+    /// Builds the joint model `name`.
+    public func makeJoint(_ name: String, _ parameters: PluginParameters = PluginParameters()) throws -> any JointModel {
+        try descriptor(name, kind: .joint).makeModule(parameters) as! any JointModel
     }
 
     /// Builds the task network `name`.

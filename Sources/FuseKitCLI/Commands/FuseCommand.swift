@@ -16,8 +16,8 @@ struct FuseCommand: ParsableCommand {
     @Option(help: "Weights: a safetensors file with the fusion network's parameters, or a FuseKit checkpoint.")
     var weights: String?
 
-    @Option(help: "The fusion plugin.")
-    var model = "restormer-fusion"
+    @Option(help: "The fusion plugin (default: the registry's default fusion net; see 'fusekit plugins').")
+    var model: String?
 
     @Option(name: .customLong("param"), help: "A plugin parameter as KEY=VALUE (repeatable), e.g. --param dim=16.")
     var parameters: [String] = []
@@ -40,26 +40,13 @@ struct FuseCommand: ParsableCommand {
         }
     }
 
-    static func pluginParameters(_ items: [String]) throws -> PluginParameters {
-        var values: [String: ParameterValue] = [:]
-        for item in items {
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { throw ValidationError("--param expects KEY=VALUE, got '\(item)'") }
-            if let i = Int(parts[1]) { values[parts[0]] = .int(i) }
-            else if let d = Double(parts[1]) { values[parts[0]] = .double(d) }
-            else if let b = Bool(parts[1]) { values[parts[0]] = .bool(b) }
-            else { values[parts[0]] = .string(parts[1]) }
-        }
-        return PluginParameters(values)
-    }
-
     /// The fusion network's weights from plain weights or a FuseKit checkpoint.
     static func loadWeights(_ path: String, for fusion: any FusionNet) throws -> ModelState {
         let url = URL(fileURLWithPath: path)
         let (tensors, metadata) = try SafeTensors.read(from: url)
         if metadata.keys.contains(where: { $0.hasPrefix("fusekit.") }) {
             let checkpoint = try Checkpoint.load(from: url)
-            guard let stored = checkpoint.models[ModelRole.fusion] else {
+            guard let stored = checkpoint.models[ModelRole.fusion.rawValue] else {
                 throw ValidationError("\(path) is a FuseKit checkpoint without a fusion model")
             }
             return try fusion.loadState(from: stored.stateDict)
@@ -72,8 +59,9 @@ struct FuseCommand: ParsableCommand {
     }
 
     func run() throws {
-        let registry = StandardPlugins.registry()
-        let fusion = try registry.makeFusion(model, try Self.pluginParameters(parameters))
+        let registry = CommandContext.registry
+        guard let model = model ?? registry.defaults.fusion else { throw ValidationError("fuse needs --model NAME (see 'fusekit plugins')") }
+        let fusion = try registry.makeFusion(model, try PluginParameters.parsing(parameters, plugin: model))
         let state = try Self.loadWeights(weights!, for: fusion)
         let fuser = Fuser(fusion: fusion, state: state, normalizes: !noNormalize)
         let irURL = URL(fileURLWithPath: ir), visURL = URL(fileURLWithPath: vis)

@@ -119,7 +119,8 @@ public final class ModuleTrace {
         outputs.append((prefix, Self.shapes(of: output)))
     }
 
-    static func shapes(of value: Any) -> [[Int]] {
+    /// The shapes of the tensors in a value (a tensor, a list, a tuple, an enum payload).
+    public static func shapes(of value: Any) -> [[Int]] {
         if let tensor = value as? Tensor { return [tensor.shape] }
         if let list = value as? [Tensor] { return list.map(\.shape) }
         return Mirror(reflecting: value).children.flatMap { shapes(of: $0.value) }
