@@ -34,11 +34,11 @@ public struct SegFormerConfiguration: PluginConfiguration {
     public var ohem = false
     @Parameter("OHEM: pixels whose true-class probability is below this are hard",
                .require("in (0, 1]") { $0 > 0 && $0 <= 1 })
-    public var ohemThreshold: Float = 0.7
+    public var ohemThreshold = HardExampleMining().threshold
     @Parameter("OHEM: pixels kept at least per batch (0: 1/16 of the labelled pixels)", .nonNegative)
-    public var ohemMinKept = 0
+    public var ohemMinKept = HardExampleMining().minKept
     @Parameter("label value excluded from the loss")
-    public var ignoreIndex = SegmentationLoss.standardIgnoreIndex
+    public var ignoreIndex = SegmentationLoss().ignoreIndex
 
     public init() {}
 
@@ -78,7 +78,7 @@ public struct SegFormerConfiguration: PluginConfiguration {
 /// `backbone.block1.0.attn.kv.weight`, `decode_head.linear_fuse.bn.running_mean`), so
 /// converted official weights load with `loadState(from:)`. MiT-b0 with one input channel and 9
 /// classes has 3,713,321 parameters (PyTorch's count of the same modules).
-public struct SegFormer: TaskNet {
+public struct SegFormer: SegmentationLogits {
     /// The parameters it was built from.
     public let configuration: SegFormerConfiguration
     /// The training loss (cross-entropy with ignore index, optionally OHEM).

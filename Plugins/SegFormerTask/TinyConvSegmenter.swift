@@ -14,7 +14,7 @@ public struct TinyConvSegmenterConfiguration: PluginConfiguration {
 /// channels, ReLU, 3x3 conv 16 -> 16, ReLU, 1x1 conv to the classes, at full resolution. Names
 /// follow the PyTorch `nn.Sequential` it transcribes: `0`, `2`, `4` (`.weight`, `.bias`). The
 /// loss is the cross-entropy ignoring label 255.
-public struct TinyConvSegmenter: TaskNet {
+public struct TinyConvSegmenter: SegmentationLogits {
     /// The parameters it was built from.
     public let configuration: TinyConvSegmenterConfiguration
     /// The training loss.

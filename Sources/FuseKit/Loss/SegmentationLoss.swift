@@ -18,7 +18,7 @@ public struct HardExampleMining: Sendable, Equatable {
     public var minKept: Int
 
     /// OHEM with a probability threshold and a minimum number of kept pixels.
-    public init(threshold: Float, minKept: Int) {
+    public init(threshold: Float = 0.7, minKept: Int = 0) {
         require(threshold > 0 && threshold <= 1, "HardExampleMining: threshold \(threshold) must be in (0, 1]")
         require(minKept >= 0, "HardExampleMining: minimum kept \(minKept) must not be negative")
         self.threshold = threshold
@@ -82,16 +82,13 @@ public struct HardExampleMining: Sendable, Equatable {
 
 /// Pixel-wise cross-entropy over class logits, with an ignored label value and optional OHEM.
 public struct SegmentationLoss: Sendable, Equatable {
-    /// The label value of unlabelled pixels in mmsegmentation's convention.
-    public static let standardIgnoreIndex = 255
-
-    /// Label value that does not count.
+    /// Label value that does not count (255, mmsegmentation's convention).
     public var ignoreIndex: Int
     /// Hard example mining, or nil for the plain mean over labelled pixels (TDFusion).
     public var hardExampleMining: HardExampleMining?
 
     /// A loss ignoring `ignoreIndex`, with OHEM when given.
-    public init(ignoreIndex: Int = SegmentationLoss.standardIgnoreIndex, hardExampleMining: HardExampleMining? = nil) {
+    public init(ignoreIndex: Int = 255, hardExampleMining: HardExampleMining? = nil) {
         self.ignoreIndex = ignoreIndex
         self.hardExampleMining = hardExampleMining
     }
