@@ -14,6 +14,10 @@ import Testing
         #expect(Swift.abs(Double(a) - b) <= tolerance * Swift.max(1, Swift.abs(b)), "\(a) vs \(b)", sourceLocation: sourceLocation)
     }
 
+    /// A term's value (through a plain function: calling an existential's callAsFunction on a
+    /// `try` expression crashes the Swift 6.3 compiler).
+    static func value(_ term: any LossTerm, _ batch: LossBatch) -> Float { term(batch).item }
+
     static func batch(infrared: Tensor, visible: Tensor, fused: Tensor, gamma: Float = 1, contrast: Float = 1) -> LossBatch {
         var b = LossBatch(infrared: infrared, visible: visible,
                           targets: FusionTargets(infrared: infrared, visible: visible, visibleGamma: gamma, infraredContrast: contrast))
@@ -24,15 +28,15 @@ import Testing
     @Test func intensityTowardsTheMaximumAndTheEnhancedTargets() throws {
         let ir = Self.t([1, 1, 1, 2], [0.2, 0.8]), vis = Self.t([1, 1, 1, 2], [0.5, 0.4]), fused = Self.t([1, 1, 1, 2], [0.3, 0.6])
         // max = [0.5, 0.8]; |0.3 - 0.5| + |0.6 - 0.8| = 0.4, mean 0.2.
-        Self.close(try Self.term("intensity-max")(Self.batch(infrared: ir, visible: vis, fused: fused)).item, 0.2)
+        Self.close(Self.value(try Self.term("intensity-max"), Self.batch(infrared: ir, visible: vis, fused: fused)), 0.2)
         // gamma 0.5: R_v = [0.7071, 0.6325]; contrast 2: mean(I) = 0.5, R_i = clamp(2 I - 0.5) = [0, 1].
         // max = [0.7071, 1]; mean |[0.3, 0.6] - max| = (0.4071 + 0.4) / 2.
         let enhanced = Self.batch(infrared: ir, visible: vis, fused: fused, gamma: 0.5, contrast: 2)
-        Self.close(try Self.term("intensity-max")(enhanced).item, (0.5.squareRoot() - 0.3 + 0.4) / 2, 1e-5)
+        Self.close(Self.value(try Self.term("intensity-max"), enhanced), (0.5.squareRoot() - 0.3 + 0.4) / 2, 1e-5)
         // A valid mask zeroes F on padding first: F' = [0.3, 0], so (0.2 + 0.8) / 2.
         var masked = Self.batch(infrared: ir, visible: vis, fused: fused)
         masked.validMask = Self.t([1, 1, 1, 2], [1, 0])
-        Self.close(try Self.term("intensity-max")(masked).item, 0.5)
+        Self.close(Self.value(try Self.term("intensity-max"), masked), 0.5)
     }
 
     @Test func sobelMaxSignedAndAbsolute() throws {
@@ -40,14 +44,14 @@ import Testing
         // padded with zeros is 2·(2 - 0) = 4 in the middle row of a 3x3 image.
         let ramp = Self.t([1, 1, 3, 3], [0, 1, 2, 0, 1, 2, 0, 1, 2])
         let flat = Tensor.zeros([1, 1, 3, 3])
-        let signed = try Self.term("sobel-max")(Self.batch(infrared: ramp, visible: flat, fused: flat)).item
+        let signed = Self.value(try Self.term("sobel-max"), Self.batch(infrared: ramp, visible: flat, fused: flat))
         // Target = max(S ramp, S 0) per direction; F = 0, so the loss is mean(max(S ramp, 0)) per
         // direction, averaged over x and y.
         let s = Self.sobel(ramp)
         let expected = 0.5 * (s.x.map { Double(Swift.max($0, 0)) }.reduce(0, +) / 9 + s.y.map { Double(Swift.max($0, 0)) }.reduce(0, +) / 9)
         Self.close(signed, expected, 1e-5)
-        let absolute = try Self.term("sobel-max", ["form": .string("absolute"), "combine": .string("sum")])(
-            Self.batch(infrared: ramp, visible: flat, fused: flat)).item
+        let absolute = Self.value(try Self.term("sobel-max", ["form": .string("absolute"), "combine": .string("sum")]), 
+            Self.batch(infrared: ramp, visible: flat, fused: flat))
         Self.close(absolute, s.x.map { Double(Swift.abs($0)) }.reduce(0, +) / 9 + s.y.map { Double(Swift.abs($0)) }.reduce(0, +) / 9, 1e-5)
     }
 
@@ -68,7 +72,7 @@ import Testing
     @Test func colorTermComparesChroma() throws {
         let gray = Self.t([1, 3, 1, 1], [0.5, 0.5, 0.5]), red = Self.t([1, 3, 1, 1], [1, 0, 0])
         // Y(red) = 0.299; Cb = 0.564 (0 - 0.299) + 0.5, Cr = 0.713 (1 - 0.299) + 0.5; gray has 0.5, 0.5.
-        let value = try Self.term("color")(Self.batch(infrared: Self.t([1, 1, 1, 1], [0.5]), visible: red, fused: gray)).item
+        let value = Self.value(try Self.term("color"), Self.batch(infrared: Self.t([1, 1, 1, 1], [0.5]), visible: red, fused: gray))
         Self.close(value, 0.564 * 0.299 + 0.713 * 0.701, 1e-5)
     }
 
@@ -81,12 +85,12 @@ import Testing
         batch.labels = Tensor.zeros([1, 1, 4])
         batch.logits = logits
         // Threshold 0.7: hard pixels are those with p < 0.7 (two of them), more than min-kept 1.
-        let ohem = try Self.term("ohem-cross-entropy", ["threshold": .double(0.7), "min-kept": .int(1)])(batch).item
+        let ohem = Self.value(try Self.term("ohem-cross-entropy", ["threshold": .double(0.7), "min-kept": .int(1)]), batch)
         Self.close(ohem, (-Foundation.log(0.6) - Foundation.log(0.3)) / 2, 1e-5)
         // With min-kept 3 the three hardest are kept.
-        let three = try Self.term("ohem-cross-entropy", ["threshold": .double(0.7), "min-kept": .int(3)])(batch).item
+        let three = Self.value(try Self.term("ohem-cross-entropy", ["threshold": .double(0.7), "min-kept": .int(3)]), batch)
         Self.close(three, (-Foundation.log(0.6) - Foundation.log(0.3) - Foundation.log(0.8)) / 3, 1e-5)
-        Self.close(try Self.term("cross-entropy")(batch).item, p.map { -Foundation.log($0) }.reduce(0, +) / 4, 1e-5)
+        Self.close(Self.value(try Self.term("cross-entropy"), batch), p.map { -Foundation.log($0) }.reduce(0, +) / 4, 1e-5)
     }
 
     @Test func distillationIsTemperatureScaledKL() throws {
@@ -165,7 +169,7 @@ import Testing
                                         "logits": Tensor.normal([1, 3, 6, 5], using: &rng), "recIR": Tensor.uniform([1, 1, 6, 5], using: &rng),
                                         "recVIS": Tensor.uniform([1, 1, 6, 5], using: &rng)]
         var options = GradientCheck.Options()
-        options.epsilon = 1e-3
+        options.epsilon = name == "distillation" ? 2e-2 : 1e-3
         let report = GradientCheck.check(name, parameters: inputs, options: options) { p in
             var b = LossBatch(infrared: ir, visible: color ? rgb : FusionTargets.withChannels(rgb, 1),
                               targets: FusionTargets(infrared: ir, visible: color ? rgb : FusionTargets.withChannels(rgb, 1)))

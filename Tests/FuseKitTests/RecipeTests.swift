@@ -51,7 +51,7 @@ import YOLOTask
     }
 
     @Test func aLearnedLossWithoutALossGeneratorListsTheCandidates() {
-        #expect(Self.error(Self.base).hasPrefix("bad.yaml:2: the meta stage 'training' trains no 'loss-generator' model; learned fusion-loss weights need a 'loss-generator' model"))
+        #expect(Self.error(Self.base).hasPrefix("bad.yaml:1: the meta stage 'training' trains no 'loss-generator' model; learned fusion-loss weights need a 'loss-generator' model"))
         #expect(Self.error(Self.base + "fusion-loss:\n  weights: fixed\n") == "no error")
     }
 

@@ -86,7 +86,8 @@ public struct FusionTargets: Sendable {
         (Self.withChannels(infrared, channels), Self.withChannels(visible, channels))
     }
 
-    static func withChannels(_ x: Tensor, _ channels: Int) -> Tensor {
+    /// `x` [B, C, H, W] with `channels` channels: replicated from one, or the luma of three.
+    public static func withChannels(_ x: Tensor, _ channels: Int) -> Tensor {
         let c = x.shape[1]
         if c == channels { return x }
         if c == 1 { return Tensor.concat([Tensor](repeating: x, count: channels), axis: 1) }

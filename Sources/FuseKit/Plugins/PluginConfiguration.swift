@@ -219,6 +219,14 @@ public struct ParameterDocumentation: Sendable, Equatable {
     public var help: String
     /// Its rule beyond the type, if any.
     public var constraint: String?
+
+    public init(name: String, typeName: String, defaultValue: String, help: String, constraint: String?) {
+        self.name = name
+        self.typeName = typeName
+        self.defaultValue = defaultValue
+        self.help = help
+        self.constraint = constraint
+    }
 }
 
 /// Type-erased view of a ``Parameter`` for walking a configuration.
@@ -301,14 +309,25 @@ enum ConfigurationReader {
         guard var object = try JSONSerialization.jsonObject(with: encoder.encode(base)) as? [String: Any] else {
             preconditionFailure("\(C.self) does not encode as a keyed container")
         }
+        let encodedDefaults = object
         for (key, value) in values { object[key] = value.jsonObject }
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .custom { path in PlainKey(propertyName(path.last!.stringValue)) }
+        let defaults = encodedDefaults
+        func decode(_ object: [String: Any]) throws -> C {
+            try decoder.decode(C.self, from: JSONSerialization.data(withJSONObject: object))
+        }
         let decoded: C
         do {
-            decoded = try decoder.decode(C.self, from: JSONSerialization.data(withJSONObject: object))
+            decoded = try decode(object)
         } catch let error as DecodingError {
-            let key = error.recipeKey ?? "?"
+            // Some decoding errors carry no key (a number that does not fit): find the given value
+            // that fails on its own.
+            let key = error.recipeKey ?? values.keys.sorted().first { key in
+                var alone = defaults
+                alone[key] = values[key]!.jsonObject
+                return (try? decode(alone)) == nil
+            } ?? "?"
             let expected = declared.first { $0.key == key }?.parameter.typeName ?? "another type"
             let found = values[key].map { "\($0.typeName) \($0)" } ?? "an unreadable value"
             throw PluginError.wrongType(plugin: given.plugin, key: key, expected: expected, found: found, line: given.lines[key])

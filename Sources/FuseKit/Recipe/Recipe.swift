@@ -135,6 +135,8 @@ public struct StageSettings: Sendable {
     public var trained: [(role: ModelRole, optimization: Optimization)]
     /// Models used but not trained (a teacher, a frozen loss generator).
     public var frozen: [ModelRole]
+    /// Recipe line of the `frozen` list.
+    public var frozenLine: Int?
     /// Steps per epoch at most (nil: one pass over the training set).
     public var stepsPerEpoch: Int?
     /// Whether schedules step per epoch (official StepLR) or per optimisation step.

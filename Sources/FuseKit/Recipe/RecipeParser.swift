@@ -60,7 +60,7 @@ extension Recipe {
             }
             guard !stages.isEmpty else { throw list.error("'stages' lists no stage") }
         } else {
-            let node = top["training"] ?? RecipeNode(node: .mapping(Node.Mapping([])), path: "training", file: file)
+            let node = top["training"] ?? RecipeNode(node: .mapping(Node.Mapping([], .implicit, .block, root.mark)), path: "training", file: file)
             stages.append(try parseStage(node, defaultName: "training", models: models, fusionLoss: top["fusion-loss"]))
         }
         let recipe = Recipe(
@@ -77,7 +77,7 @@ extension Recipe {
         var provided = Set(models.filter { $0.weights != nil }.map(\.role))
         for stage in stages {
             for role in stage.frozen where !provided.contains(role) {
-                throw RecipeError(file: file, line: stage.line,
+                throw RecipeError(file: file, line: stage.frozenLine ?? stage.line,
                                   "stage '\(stage.name)' uses '\(role)' frozen, but no earlier stage trains it and it has no 'weights' file")
             }
             provided.formUnion(stage.trained.map(\.role))
@@ -199,7 +199,7 @@ extension Recipe {
         let targets = try m["targets"]?.mapping(allowed: ["visible-gamma", "infrared-contrast"]) ?? [:]
         let stage = StageSettings(
             name: try m["name"]?.string() ?? defaultName, strategy: strategy, epochs: try m["epochs"]?.int() ?? 40,
-            trained: trained, frozen: frozen, stepsPerEpoch: try m["steps-per-epoch"]?.int(),
+            trained: trained, frozen: frozen, frozenLine: m["frozen"]?.line, stepsPerEpoch: try m["steps-per-epoch"]?.int(),
             scheduleUnit: .init(rawValue: try m["schedule-unit"]?.choice(["epoch", "step"]) ?? "epoch")!,
             checkpointEvery: try m["checkpoint-every"]?.int() ?? 200, logEvery: try m["log-every"]?.int() ?? 10,
             previewPairs: try m["preview-pairs"]?.int() ?? 4, line: node.line,

@@ -39,11 +39,12 @@ struct GradcheckCommand: ParsableCommand {
         // registry's defaults in the others.
         let defaults = registry.defaults
         let fusions = descriptors.filter { $0.kind == .fusion }, generators = descriptors.filter { $0.kind == .lossGenerator }
-        let tasks = descriptors.filter { $0.kind == .task }
-        let runsHypergradient = plugin == nil || !fusions.isEmpty || !generators.isEmpty || !tasks.isEmpty
+        // A task plugin enters the hypergradient only through its input gradient, which its own
+        // check covers; the meta step is checked with the small task net unless --task says otherwise.
+        let runsHypergradient = plugin == nil || !fusions.isEmpty || !generators.isEmpty
         if runsHypergradient, let fusion = fusions.first?.name ?? defaults.fusion,
            let generator = generators.first?.name ?? defaults.lossGenerator,
-           let task = task ?? (plugin == nil ? nil : tasks.first?.name) ?? defaults.smallTask {
+           let task = task ?? defaults.smallTask {
             let started = Date()
             let report = try PluginGradcheck.checkHypergradient(fusion: fusion, lossGenerator: generator, task: task, in: registry)
             failed = failed || !report.passed
