@@ -1,8 +1,5 @@
 import Foundation
 import FuseKitImage
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
 
 /// A failure to read a box label file; the message names the file, the line and the reason.
 public struct LabelFileError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -109,20 +106,15 @@ public enum VOCAnnotation {
     /// When the XML has no `<size>`, pass the image size in `imageSize`.
     public static func parse(_ data: Data, classNames: [String], imageSize: (width: Int, height: Int)? = nil,
                              path: String = "<memory>") throws(LabelFileError) -> Parsed {
-        // Foundation's XMLParser traps on element names that are not UTF-8 (swift-corelibs-foundation
-        // on Linux), so bytes that are not UTF-8 are refused before it sees them.
-        // An empty file is malformed XML; saying so directly also avoids Foundation's leak on
-        // malformed documents (see Tests/Fuzz/lsan.supp) for the commonest case.
         guard !data.isEmpty else { throw LabelFileError(path: path, reason: "empty file (not a VOC XML annotation)") }
         guard String(validating: data, as: UTF8.self) != nil else {
             throw LabelFileError(path: path, reason: "not UTF-8 text (VOC annotations are UTF-8 XML)")
         }
-        let collector = VOCCollector()
-        let parser = XMLParser(data: data)
-        parser.delegate = collector
-        guard parser.parse() else {
-            let reason = parser.parserError.map { "malformed XML (\($0.localizedDescription))" } ?? "malformed XML"
-            throw LabelFileError(path: path, reason: reason)
+        var collector = VOCCollector()
+        do {
+            try AnnotationXML.read([UInt8](data)) { collector.handle($0) }
+        } catch {
+            throw LabelFileError(path: path, reason: "malformed XML, line \(error.line): \(error.reason)")
         }
         func pixels(_ text: String?, _ name: String) throws(LabelFileError) -> Int? {
             guard let text else { return nil }
@@ -173,8 +165,8 @@ private func readLabelFile(_ url: URL) throws(LabelFileError) -> Data {
     }
 }
 
-/// Collects the fields of a VOC annotation during XML parsing.
-private final class VOCCollector: NSObject, XMLParserDelegate {
+/// Collects the fields of a VOC annotation while its XML is read.
+private struct VOCCollector {
     struct Object {
         var name = ""
         var xmin: Double?
@@ -192,35 +184,33 @@ private final class VOCCollector: NSObject, XMLParserDelegate {
     private var text = ""
     private var current: Object?
 
-    func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
-                qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
-        path.append(elementName)
-        text = ""
-        if elementName == "object" { current = Object() }
-    }
-
-    func parser(_ parser: XMLParser, foundCharacters string: String) {
-        text += string
-    }
-
-    func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
-        let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let parent = path.count >= 2 ? path[path.count - 2] : ""
-        switch (parent, elementName) {
-        case ("size", "width"): width = value
-        case ("size", "height"): height = value
-        case ("object", "name"): current?.name = value
-        case ("object", "difficult"): current?.difficult = value == "1"
-        case ("bndbox", "xmin"): current?.xmin = Double(value)
-        case ("bndbox", "ymin"): current?.ymin = Double(value)
-        case ("bndbox", "xmax"): current?.xmax = Double(value)
-        case ("bndbox", "ymax"): current?.ymax = Double(value)
-        case (_, "object"):
-            if let current { objects.append(current) }
-            current = nil
-        default: break
+    mutating func handle(_ event: AnnotationXML.Event) {
+        switch event {
+        case .start(let name):
+            path.append(name)
+            text = ""
+            if name == "object" { current = Object() }
+        case .text(let string):
+            text += string
+        case .end(let name):
+            let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let parent = path.count >= 2 ? path[path.count - 2] : ""
+            switch (parent, name) {
+            case ("size", "width"): width = value
+            case ("size", "height"): height = value
+            case ("object", "name"): current?.name = value
+            case ("object", "difficult"): current?.difficult = value == "1"
+            case ("bndbox", "xmin"): current?.xmin = Double(value)
+            case ("bndbox", "ymin"): current?.ymin = Double(value)
+            case ("bndbox", "xmax"): current?.xmax = Double(value)
+            case ("bndbox", "ymax"): current?.ymax = Double(value)
+            case (_, "object"):
+                if let current { objects.append(current) }
+                current = nil
+            default: break
+            }
+            path.removeLast()
+            text = ""
         }
-        path.removeLast()
-        text = ""
     }
 }

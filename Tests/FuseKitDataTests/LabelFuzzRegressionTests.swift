@@ -42,8 +42,58 @@ struct LabelFuzzRegressionTests {
         Self.expectLabelError({ () throws(LabelFileError) in _ = try YOLOLabels.parse("0 0.5 0.5 0.1 0.1\r\n0 0.5\r\n") }, containing: ["line 2"])
     }
 
+    /// fuzz-voc: a processing instruction without data (`<?ho?>`, valid XML) made Foundation's
+    /// XMLParser dereference NULL (swift-corelibs-foundation). VOC files are now read by
+    /// FuseKit's own small XML reader; this input is malformed (text outside the root element).
+    @Test func vocProcessingInstructionWithoutDataIsRead() throws {
+        let found = try #require(Data(base64Encoded: "PD9obz8+CiNPQwEAIGVjPiBQ"))
+        Self.expectLabelError({ () throws(LabelFileError) in _ = try VOCAnnotation.parse(found, classNames: VOCAnnotation.m3fdClasses) },
+                              containing: ["malformed XML, line 2: text outside the root element"])
+        let valid = Data("<?ho?><annotation><?pi?><size><width>4</width><height>2</height></size></annotation>".utf8)
+        #expect(try VOCAnnotation.parse(valid, classNames: ["person"]).imageWidth == 4)
+    }
+
+    /// What the XML reader accepts (the constructs of LabelImg and M3FD files) and refuses.
+    @Test func vocXMLConstructs() throws {
+        let accepted = Data("""
+            \u{FEFF}<?xml version="1.0" encoding="UTF-8"?>
+            <!DOCTYPE annotation>
+            <!-- written by a tool -->
+            <annotation verified='yes'>
+              <folder/>
+              <size><width>1&#48;0</width><height><![CDATA[50]]></height><depth>3</depth></size>
+              <object><name>Car</name><pose>Unspecified</pose><truncated>0</truncated><difficult>1</difficult>
+                <bndbox><xmin>10</xmin><ymin>5</ymin><xmax>30</xmax><ymax>25</ymax></bndbox></object>
+              <object><name>&#x50;eople</name><bndbox><xmin> 1.5 </xmin><ymin>2</ymin><xmax>3</xmax><ymax>4</ymax></bndbox></object>
+              <note>a &lt; b &amp;&amp; c &gt; d &quot;&apos;</note>
+            </annotation>
+
+            """.utf8)
+        let parsed = try VOCAnnotation.parse(accepted, classNames: VOCAnnotation.m3fdClasses)
+        #expect(parsed.imageWidth == 100 && parsed.imageHeight == 50 && parsed.difficultCount == 1)
+        #expect(parsed.boxes.map(\.classIndex) == [1, 0])
+        #expect(parsed.boxes[1].minX == 1.5 / 100)
+
+        let refused: [(String, String)] = [
+            ("<annotation><size></annotation>", "line 1: </annotation> closes <size>"),
+            ("<annotation>\n<size>", "line 2: <size> is not closed"),
+            ("<a/><b/>", "a second root element <b>"),
+            ("<a>&nbsp;</a>", "unknown entity '&nbsp;'"),
+            ("<a>&#0;</a>", "unknown entity '&#0;'"),
+            ("<!DOCTYPE a [<!ENTITY x \"y\">]><a>&x;</a>", "internal subset"),
+            ("<a b=c></a>", "attribute 'b' of <a> is not quoted"),
+            ("<a><!-- open </a>", "a comment is not closed"),
+            ("   ", "no root element"),
+            ("</a>", "</a> closes no element"),
+        ]
+        for (text, reason) in refused {
+            Self.expectLabelError({ () throws(LabelFileError) in _ = try VOCAnnotation.parse(Data(text.utf8), classNames: ["a"], imageSize: (1, 1)) },
+                                  containing: [reason])
+        }
+    }
+
     /// fuzz-voc: element names that are not UTF-8 made Foundation's XMLParser trap (it
-    /// force-unwraps the name as a String). Such bytes are refused before it sees them.
+    /// force-unwraps the name as a String). Such bytes are refused before any XML is read.
     @Test func vocBytesThatAreNotUTF8AreAnError() throws {
         let found = try #require(Data(base64Encoded:
             "PGFubjxhb3T/////////////////////////////////////////////////////////////////////////////////////////////////////////////////YXRpbm5vbm8+"))

@@ -32,7 +32,6 @@ bin="$(swift build -c release --build-path "$build_path" --show-bin-path)"
 
 mkdir -p "$out"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
-export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/lsan.supp:print_suppressions=0}"
 # Swift's own crash reporter would run inside ASan's signal handling; libFuzzer reports instead.
 export SWIFT_BACKTRACE=enable=no
 summary=()
@@ -43,11 +42,6 @@ for harness in "${harnesses[@]}"; do
     [ -d "$seeds" ] || { echo "no seed corpus $seeds for $harness" >&2; exit 2; }
     dictionary=()
     [ -f "Dictionaries/$name.dict" ] && dictionary=(-dict="Dictionaries/$name.dict")
-    extra=()
-    # Foundation's XMLParser leaks on every malformed document (see lsan.supp), which makes
-    # libFuzzer run LeakSanitizer after nearly every input (30 instead of 1,000 inputs a
-    # second); leaks are still checked when the process exits.
-    [ "$harness" = fuzz-voc ] && extra=(-detect_leaks=0)
     log="$out/$harness.log"
     if [ "$mode" = regress ]; then
         echo "== $harness: replaying $seeds"
@@ -61,7 +55,7 @@ for harness in "${harnesses[@]}"; do
         mkdir -p "$work"
         echo "== $harness: fuzzing for ${seconds}s from $seeds"
         set +e
-        "$bin/$harness" "$work" "$seeds" "${dictionary[@]}" "${extra[@]}" -max_total_time="$seconds" -timeout=10 \
+        "$bin/$harness" "$work" "$seeds" "${dictionary[@]}" -max_total_time="$seconds" -timeout=10 \
             -rss_limit_mb=2048 -max_len=16384 -print_final_stats=1 -artifact_prefix="$out/$harness-" >"$log" 2>&1
         status=$?
         set -e
