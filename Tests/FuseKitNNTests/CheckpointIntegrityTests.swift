@@ -31,6 +31,17 @@ import Darwin
         }
     }
 
+    /// A checkpoint written by Tests/Fuzz/make_seeds.py, whose CRC-32C is computed bit by bit in
+    /// Python from the definition in Checkpoint.swift: the two implementations agree.
+    @Test func aCheckpointChecksummedIndependentlyLoads() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fuzz/Corpus/safetensors/checkpoint-v2.safetensors")
+        let checkpoint = try Checkpoint.load(from: url)
+        #expect(checkpoint.step == 3 && checkpoint.models.keys.sorted() == ["fusion", "task"])
+        #expect(checkpoint.optimizers["fusion"]?.slots.keys.sorted() == ["exp_avg", "exp_avg_sq"])
+        #expect(try SafeTensors.readHeader(from: url).metadata["fusekit.checksum"]?.hasPrefix("crc32c:") == true)
+    }
+
     /// The file as saved, with `body` changing its bytes.
     static func tampered(_ checkpoint: Checkpoint, in directory: URL, _ body: (inout [UInt8]) -> Void) throws -> URL {
         let url = directory.appendingPathComponent("tampered.safetensors")

@@ -5,6 +5,8 @@ Run once by hand when the seeds should change (python3 with Pillow, numpy and sa
 CI only reads the committed files. Seeds are small on purpose (8x8 to 16x16 images, short
 files): libFuzzer mutates them, and small inputs run fast. Each seed covers one variant the
 reader handles (bit depths, colour types, interlacing, palettes, header kinds, dtypes, ...).
+Files named regression-* are not made here: they are inputs the fuzzers (or the review of a
+harness) found, kept as they were; each also has a test in the normal test suite.
 """
 import io
 import json
@@ -214,19 +216,76 @@ checkpoint_metadata = {
     "fusekit.checkpoint": "1", "fusekit.step": "3", "fusekit.epoch": "1", "fusekit.models": '["fusion","task"]',
     "fusekit.optim.fusion.step": "3", "fusekit.rng": "1,2,3,4", "user.recipe": "name: seed",
 }
-put("safetensors", "checkpoint.safetensors", safetensors_save({
+checkpoint_tensors = {
     "fusion.param.conv.weight": rng.standard_normal((2, 1, 1, 1)).astype(np.float32),
     "fusion.buffer.norm.running_mean": np.zeros(2, np.float32),
     "fusion.optim.exp_avg.conv.weight": np.zeros((2, 1, 1, 1), np.float32),
     "fusion.optim.exp_avg_sq.conv.weight": np.zeros((2, 1, 1, 1), np.float32),
     "task.param.head.bias": np.ones(1, np.float32),
-}, checkpoint_metadata))
+}
+put("safetensors", "checkpoint.safetensors", safetensors_save(checkpoint_tensors, checkpoint_metadata))
+
+
+def crc32c(data, crc=0):
+    """CRC-32C, bit by bit (an implementation independent of FuseKit's)."""
+    crc ^= 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def fusekit_checkpoint(tensors, metadata):
+    """A format-2 FuseKit checkpoint: F32 tensors, names sorted, data contiguous, and the CRC-32C
+    of the tensor table, the metadata and the data section (Checkpoint.swift's definition)."""
+    table, offset, data = [], 0, b""
+    for name in sorted(tensors):
+        raw = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
+        table.append((name, "F32", list(tensors[name].shape), offset, offset + len(raw)))
+        offset += len(raw)
+        data += raw
+    canonical = "".join("%s\0%s\0%s\0%d,%d\0" % (n, d, ",".join(map(str, sh)), b, e) for n, d, sh, b, e in table)
+    canonical += "\u0001" + "".join("%s\0%s\0" % (k, metadata[k]) for k in sorted(metadata))
+    metadata = dict(metadata, **{"fusekit.checkpoint": "2"})
+    checksum = crc32c(data, crc32c(canonical.encode()))
+    metadata["fusekit.checksum"] = "crc32c:%08x" % checksum
+    return safetensors_save(tensors, metadata)
+
+
+v2_metadata = dict(checkpoint_metadata, **{"fusekit.checkpoint": "2"})
+put("safetensors", "checkpoint-v2.safetensors", fusekit_checkpoint(checkpoint_tensors, v2_metadata))
 
 
 # ---------------------------------------------------------------- recipes, YOLO txt, VOC XML
+# The shipped recipes without their comments (shorter inputs run faster), demo.yaml as it is.
 for name in sorted(os.listdir(os.path.join(ROOT, "recipes"))):
     with open(os.path.join(ROOT, "recipes", name), "rb") as f:
-        put("recipe", name, f.read())
+        text = f.read()
+    if name != "demo.yaml":
+        text = b"".join(line for line in text.splitlines(keepends=True) if not line.lstrip().startswith(b"#"))
+    put("recipe", name, text)
+# One small recipe per group of settings, so that mutations reach each value quickly.
+put("recipe", "min-schedules.yaml", b"""data: { synthetic: { train-count: 2, test-count: 1, width: 8, height: 8, night-fraction: 0.5, seed: 3 } }
+fusion: { plugin: f, schedule: { kind: step, step: 2, gamma: 0.5, warmup: 1, warmup-start-factor: 0.1 } }
+loss-generator: { plugin: g, schedule: { kind: poly, total: 5, power: 0.9, minimum: 0 } }
+task: { plugin: t, schedule: { kind: cosine, t-max: 3, eta-min: 0 } }
+""")
+put("recipe", "min-optimizers.yaml", b"""seed: 5
+data: { root: d, batch-size: 1, crop: [8, 8] }
+fusion: { plugin: f, optimizer: { kind: adamw, learning-rate: 1e-3, weight-decay: 0.1, beta1: 0.5, beta2: 0.9, epsilon: 1e-6 } }
+task: { plugin: t, optimizer: { kind: sgd, momentum: 0.9, nesterov: true }, input-size: [4, 4] }
+training: { epochs: 1, meta-steps: 1, inner-learning-rate: 0.1, fusion-task-weight: 0.5, fusion-steps-per-epoch: 1, checkpoint-every: 1, log-every: 1, preview-pairs: 0, schedule-unit: step }
+evaluation: { max-pairs: 1, per-pair: false }
+fusion-loss: { alpha: 0.5 }
+""")
+put("recipe", "regression-negative-seed.yaml", b"seed: -1\ndata: {root: x}\nfusion: {plugin: a}\ntask: {plugin: b}\n")
+put("recipe", "regression-step-zero.yaml", b"data: {root: x}\nfusion: {plugin: a, schedule: {kind: step, step: 0}}\ntask: {plugin: b}\n")
+alias_lines = ["a0: &a0 [1,1,1,1,1,1,1,1,1,1]"] + [
+    "a%d: &a%d [%s]" % (i, i, ",".join(["*a%d" % (i - 1)] * 10)) for i in range(1, 9)]
+put("recipe", "regression-alias-bomb.yaml",
+    ("fusion:\n  plugin: f\n  parameters:\n" + "".join("    %s\n" % line for line in alias_lines)
+     + "data: {root: x}\ntask: {plugin: b}\n").encode())
 put("recipe", "anchors.yaml", b"""name: anchors
 data: { root: /data, layout: msrs, batch-size: 4, crop: ~ }
 fusion: &model
