@@ -214,3 +214,25 @@ import Darwin
         #expect(Support.contents(of: directory) == ["last.safetensors", "previous.safetensors"])
     }
 }
+
+/// Weights files with NaN or infinite values are refused naming the file and the tensor.
+@Suite struct NonFiniteWeightsTests {
+    typealias Support = SerializationTestSupport
+
+    @Test func nonFiniteWeightsNameTheFileAndTensor() throws {
+        let directory = try Support.makeScratchDirectory()
+        defer { Support.cleanUp(directory) }
+        let url = directory.appendingPathComponent("diverged.safetensors")
+        try SafeTensors.write(["a.weight": Tensor([1, 2, 3]), "b.bias": Tensor([0, .nan, .infinity, -.infinity]), "c": Tensor([.nan])], to: url)
+        #expect(throws: SafeTensorsError.nonFinite(file: url.path, tensor: "b.bias", count: 3, index: 1)) {
+            _ = try SafeTensors.readWeights(from: url)
+        }
+        #expect(SafeTensorsError.nonFinite(file: url.path, tensor: "b.bias", count: 3, index: 1).description
+            == "safetensors file '\(url.path)': tensor 'b.bias' holds 3 NaN or infinite values (the first at index 1): the weights are damaged or come from a diverged run")
+        // Half-precision infinities are caught too; finite files read as before.
+        try SafeTensors.write(["w": Tensor([HalfPrecision.float(fromHalfBits: 0x7C00)])], to: url)
+        #expect(throws: SafeTensorsError.self) { _ = try SafeTensors.readWeights(from: url) }
+        try SafeTensors.write(["w": Tensor([.greatestFiniteMagnitude, -0.0])], to: url)
+        #expect(try SafeTensors.readWeights(from: url).tensors["w"]?.scalars == [.greatestFiniteMagnitude, -0.0])
+    }
+}

@@ -70,6 +70,32 @@ public enum SafeTensors {
         return UnsafeRawBufferPointer(start: base + header.dataStart, count: file.size - header.dataStart)
     }
 
+    /// Reads a weights file as ``read(from:)`` does, requiring every tensor to be finite.
+    ///
+    /// - Throws: ``SafeTensorsError/nonFinite(file:tensor:count:index:)`` naming the first tensor
+    ///   (in name order) that holds NaN or infinite values, or the errors of ``read(from:)``.
+    public static func readWeights(from url: URL) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+        let (tensors, metadata) = try read(from: url)
+        try requireFinite(tensors, file: url.path)
+        return (tensors, metadata)
+    }
+
+    /// Throws ``SafeTensorsError/nonFinite(file:tensor:count:index:)`` for the first tensor (in
+    /// name order) holding NaN or infinite values.
+    static func requireFinite(_ tensors: [String: Tensor], file: String) throws {
+        for name in tensors.keys.sorted() {
+            let (count, first) = tensors[name]!.withUnsafeBufferPointer { values -> (Int, Int) in
+                var count = 0, first = -1
+                for i in values.indices where !values[i].isFinite {
+                    if first < 0 { first = i }
+                    count += 1
+                }
+                return (count, first)
+            }
+            if count > 0 { throw SafeTensorsError.nonFinite(file: file, tensor: name, count: count, index: first) }
+        }
+    }
+
     /// Reads only the header: each tensor's dtype, shape and byte range, and the metadata (the
     /// file is validated as by ``read(from:)``, but no tensor is converted).
     public static func readHeader(from url: URL) throws -> (tensors: [String: TensorInfo], metadata: [String: String]) {
