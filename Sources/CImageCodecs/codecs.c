@@ -11,8 +11,9 @@
 #include <jpeglib.h>
 #include <jerror.h>
 
-// Largest decoded raster accepted (bytes), so that a garbage header cannot ask for absurd memory.
-#define FK_MAX_RASTER_BYTES ((size_t)1 << 32)
+// The largest deflate expansion: 258 bytes from 2 bits at best, so a zlib stream of n bytes
+// inflates to at most about 1032 n bytes (plus a little for the stream's own header).
+#define FK_DEFLATE_MAX_RATIO 1032
 
 static void fk_set_message(char *message, size_t capacity, const char *format, ...) {
     if (message == NULL || capacity == 0) return;
@@ -85,13 +86,39 @@ static void fk_png_write_data(png_structp png, png_bytep in, size_t count) {
 
 static void fk_png_flush(png_structp png) { (void)png; }
 
-int fk_png_decode(const uint8_t *data, size_t size, int keep_palette_indices,
+// libpng allocates an ancillary chunk's declared length before reading it (png_handle_tEXt and
+// friends do not apply png_set_chunk_malloc_max), so a few bytes declaring a 1.5 GB text chunk
+// allocate 1.5 GB. With the whole file in memory, every chunk up to IEND is checked to fit in
+// it first.
+static int fk_png_check_chunk_lengths(const uint8_t *data, size_t size, char *message, size_t message_capacity) {
+    size_t offset = 8;
+    while (size - offset >= 12) {
+        const uint32_t length = (uint32_t)data[offset] << 24 | (uint32_t)data[offset + 1] << 16 |
+                                (uint32_t)data[offset + 2] << 8 | data[offset + 3];
+        const uint8_t *type = data + offset + 4;
+        if (length > size - offset - 12) {
+            char name[5];
+            for (int i = 0; i < 4; i++) name[i] = type[i] >= 0x20 && type[i] < 0x7F ? (char)type[i] : '?';
+            name[4] = 0;
+            fk_set_message(message, message_capacity, "truncated PNG data (chunk '%s' at byte %zu declares %u bytes, %zu remain)",
+                           name, offset, (unsigned)length, size - offset - 12);
+            return FK_CODEC_ERROR;
+        }
+        if (memcmp(type, "IEND", 4) == 0) return FK_CODEC_OK;
+        offset += 12 + (size_t)length;
+    }
+    fk_set_message(message, message_capacity, "truncated PNG data (no IEND chunk)");
+    return FK_CODEC_ERROR;
+}
+
+int fk_png_decode(const uint8_t *data, size_t size, int keep_palette_indices, size_t max_pixels,
                   FKDecodedImage *out, char *message, size_t message_capacity) {
     memset(out, 0, sizeof *out);
     if (size < 8 || png_sig_cmp((png_const_bytep)data, 0, 8) != 0) {
         fk_set_message(message, message_capacity, size < 8 ? "file too short to be a PNG" : "not a PNG file (bad signature)");
         return FK_CODEC_ERROR;
     }
+    if (fk_png_check_chunk_lengths(data, size, message, message_capacity) != FK_CODEC_OK) return FK_CODEC_ERROR;
     fk_png_error_text error_text;
     error_text.text[0] = 0;
     fk_png_reader reader = {data, size, 0, 0};
@@ -110,11 +137,14 @@ int fk_png_decode(const uint8_t *data, size_t size, int keep_palette_indices,
 
     uint8_t *volatile pixels = NULL;
     png_bytep *volatile rows = NULL;
+    // Set (with the message written) when FuseKit itself refuses the image.
+    volatile int refused = FK_CODEC_OK;
 
     if (setjmp(png_jmpbuf(png))) {
         free(pixels);
         free(rows);
         png_destroy_read_struct(&png, &info, NULL);
+        if (refused != FK_CODEC_OK) return refused;
         if (reader.ran_out) {
             fk_set_message(message, message_capacity, "truncated PNG data (libpng: %s)", error_text.text);
         } else {
@@ -124,11 +154,29 @@ int fk_png_decode(const uint8_t *data, size_t size, int keep_palette_indices,
     }
 
     png_set_read_fn(png, &reader, fk_png_read_data);
+    // Bounds what libpng allocates for decompressed text and ICC profiles (raw chunks were
+    // checked against the file's size above).
+    png_set_chunk_malloc_max(png, (size_t)8 << 20);
     png_read_info(png, info);
 
     png_uint_32 width = 0, height = 0;
     int bit_depth = 0, color_type = 0, interlace = 0;
     png_get_IHDR(png, info, &width, &height, &bit_depth, &color_type, &interlace, NULL, NULL);
+    if ((uint64_t)width * height > max_pixels) {
+        fk_set_message(message, message_capacity, "PNG image of %ux%u pixels is larger than the limit of %zu pixels",
+                       (unsigned)width, (unsigned)height, max_pixels);
+        refused = FK_CODEC_UNSUPPORTED;
+        png_longjmp(png, 1);
+    }
+    // Every pixel is in the compressed data, so a file too short to hold its pixels even at
+    // deflate's best ratio is truncated: refuse it before allocating the raster it claims.
+    const uint64_t pixel_bits = (uint64_t)width * height * (uint64_t)png_get_channels(png, info) * (uint64_t)bit_depth;
+    if (pixel_bits / 8 > (uint64_t)size * FK_DEFLATE_MAX_RATIO + 1024) {
+        fk_set_message(message, message_capacity, "truncated PNG data (%zu bytes cannot hold %ux%u pixels)",
+                       size, (unsigned)width, (unsigned)height);
+        refused = FK_CODEC_ERROR;
+        png_longjmp(png, 1);
+    }
 
     int palette_indices = 0;
     if (color_type == PNG_COLOR_TYPE_PALETTE) {
@@ -153,9 +201,6 @@ int fk_png_decode(const uint8_t *data, size_t size, int keep_palette_indices,
     if (channels < 1 || channels > 4 || (out_depth != 8 && out_depth != 16) ||
         row_bytes != (size_t)width * (size_t)channels * (size_t)(out_depth / 8)) {
         png_error(png, "unsupported pixel layout after transformation");
-    }
-    if (width == 0 || height == 0 || row_bytes > FK_MAX_RASTER_BYTES / height) {
-        png_error(png, "image dimensions out of range");
     }
     pixels = (uint8_t *)malloc(row_bytes * height);
     rows = (png_bytep *)malloc(sizeof(png_bytep) * height);
@@ -256,6 +301,8 @@ typedef struct {
     jmp_buf jump;
     char text[JMSG_LENGTH_MAX];
     int premature_end;
+    // Whether warnings about damaged data stop decoding (off while encoding).
+    int stop_on_damage;
 } fk_jpeg_error;
 
 static void fk_jpeg_error_exit(j_common_ptr info) {
@@ -266,14 +313,18 @@ static void fk_jpeg_error_exit(j_common_ptr info) {
 
 static void fk_jpeg_emit_message(j_common_ptr info, int level) {
     fk_jpeg_error *error = (fk_jpeg_error *)info->err;
-    if (level < 0) {
-        // A warning: libjpeg pads a truncated stream and only warns; treat that as an error.
-        if (info->err->msg_code == JWRN_JPEG_EOF) {
-            error->premature_end = 1;
-            (*info->err->format_message)(info, error->text);
-        }
-        info->err->num_warnings++;
-    }
+    if (level >= 0) return;  // trace messages
+    info->err->num_warnings++;
+    const int code = info->err->msg_code;
+    // Warnings about metadata leave the pixels intact.
+    if (code == JWRN_ADOBE_XFORM || code == JWRN_JFIF_MAJOR || code == JWRN_BOGUS_ICC) return;
+    // Every other warning means damaged data, which libjpeg would decode into made-up pixels
+    // (a truncated stream padded with gray, a bad Huffman code, garbage between segments): stop
+    // at once, as TurboJPEG's stop-on-warning does, so the work done stays bounded by the data.
+    if (!error->stop_on_damage) return;
+    error->premature_end = code == JWRN_JPEG_EOF;
+    (*info->err->format_message)(info, error->text);
+    longjmp(error->jump, 1);
 }
 
 static void fk_jpeg_output_message(j_common_ptr info) { (void)info; }
@@ -285,9 +336,10 @@ static void fk_jpeg_install_errors(fk_jpeg_error *error) {
     error->manager.output_message = fk_jpeg_output_message;
     error->text[0] = 0;
     error->premature_end = 0;
+    error->stop_on_damage = 0;
 }
 
-int fk_jpeg_decode(const uint8_t *data, size_t size, FKDecodedImage *out,
+int fk_jpeg_decode(const uint8_t *data, size_t size, size_t max_pixels, FKDecodedImage *out,
                    char *message, size_t message_capacity) {
     memset(out, 0, sizeof *out);
     if (size < 3 || data[0] != 0xFF || data[1] != 0xD8) {
@@ -305,19 +357,24 @@ int fk_jpeg_decode(const uint8_t *data, size_t size, FKDecodedImage *out,
     uint8_t *volatile pixels = NULL;
     info.err = jpeg_std_error(&error.manager);
     fk_jpeg_install_errors(&error);
+    error.stop_on_damage = 1;
     if (setjmp(error.jump)) {
         free(pixels);
         jpeg_destroy_decompress(&info);
-        fk_set_message(message, message_capacity, "corrupt JPEG data (libjpeg: %s)", error.text);
+        fk_set_message(message, message_capacity, "%s JPEG data (libjpeg: %s)", error.premature_end ? "truncated" : "corrupt", error.text);
         return FK_CODEC_ERROR;
     }
     jpeg_create_decompress(&info);
+    // Bounds libjpeg's whole-image buffers (a progressive image's coefficients: 2 bytes per
+    // sample, up to 3 full-resolution components), which it allocates before reading any scan.
+    info.mem->max_memory_to_use = (long)(max_pixels < LONG_MAX / 8 ? max_pixels * 8 : LONG_MAX);
     jpeg_mem_src(&info, (const unsigned char *)data, (unsigned long)size);
     jpeg_read_header(&info, TRUE);
-    if (error.premature_end) {
+    if ((uint64_t)info.image_width * info.image_height > max_pixels) {
+        fk_set_message(message, message_capacity, "JPEG image of %ux%u pixels is larger than the limit of %zu pixels",
+                       (unsigned)info.image_width, (unsigned)info.image_height, max_pixels);
         jpeg_destroy_decompress(&info);
-        fk_set_message(message, message_capacity, "truncated JPEG data (libjpeg: %s)", error.text);
-        return FK_CODEC_ERROR;
+        return FK_CODEC_UNSUPPORTED;
     }
     int channels;
     switch (info.jpeg_color_space) {
@@ -329,7 +386,7 @@ int fk_jpeg_decode(const uint8_t *data, size_t size, FKDecodedImage *out,
     case JCS_YCCK:
         jpeg_destroy_decompress(&info);
         fk_set_message(message, message_capacity, "unsupported JPEG colour space (CMYK/YCCK)");
-        return FK_CODEC_ERROR;
+        return FK_CODEC_UNSUPPORTED;
     default:
         info.out_color_space = JCS_RGB;
         channels = 3;
@@ -342,9 +399,10 @@ int fk_jpeg_decode(const uint8_t *data, size_t size, FKDecodedImage *out,
         return FK_CODEC_ERROR;
     }
     const size_t row_bytes = (size_t)info.output_width * (size_t)channels;
-    if (info.output_width == 0 || info.output_height == 0 || row_bytes > FK_MAX_RASTER_BYTES / info.output_height) {
+    if (info.output_width != info.image_width || info.output_height != info.image_height) {
         jpeg_destroy_decompress(&info);
-        fk_set_message(message, message_capacity, "JPEG dimensions out of range");
+        fk_set_message(message, message_capacity, "unexpected JPEG output of %ux%u for a %ux%u image",
+                       (unsigned)info.output_width, (unsigned)info.output_height, (unsigned)info.image_width, (unsigned)info.image_height);
         return FK_CODEC_ERROR;
     }
     pixels = (uint8_t *)malloc(row_bytes * info.output_height);
@@ -358,16 +416,9 @@ int fk_jpeg_decode(const uint8_t *data, size_t size, FKDecodedImage *out,
         jpeg_read_scanlines(&info, &row, 1);
     }
     jpeg_finish_decompress(&info);
-    const int truncated = error.premature_end;
     out->width = (int32_t)info.output_width;
     out->height = (int32_t)info.output_height;
     jpeg_destroy_decompress(&info);
-    if (truncated) {
-        free(pixels);
-        memset(out, 0, sizeof *out);
-        fk_set_message(message, message_capacity, "truncated JPEG data (libjpeg: %s)", error.text);
-        return FK_CODEC_ERROR;
-    }
     out->channels = channels;
     out->bit_depth = 8;
     out->is_palette_indices = 0;

@@ -1,8 +1,5 @@
 import Foundation
 import FuseKitImage
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
 
 /// A failure to read a box label file; the message names the file, the line and the reason.
 public struct LabelFileError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -26,14 +23,16 @@ public enum YOLOLabels {
     /// Parses YOLO text. Blank lines and lines starting with `#` are skipped.
     public static func parse(_ text: String, path: String = "<memory>") throws(LabelFileError) -> [Detection] {
         var result: [Detection] = []
-        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Any line break: "\r\n" is a single Character, so splitting on "\n" would not split it.
+        for (number, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty || line.hasPrefix("#") { continue }
             let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," })
             guard fields.count == 5 || fields.count == 6 else {
                 throw LabelFileError(path: path, reason: "line \(number + 1): expected 'class cx cy w h [score]', got '\(line)'")
             }
-            guard let classValue = Double(fields[0]), classValue >= 0, classValue == classValue.rounded() else {
+            // Written as an integer ("3") or, by some converters, as an integral float ("3.0").
+            guard let classValue = Double(fields[0]), let classIndex = Int(exactly: classValue), classIndex >= 0 else {
                 throw LabelFileError(path: path, reason: "line \(number + 1): class '\(fields[0])' is not a non-negative integer")
             }
             var numbers: [Double] = []
@@ -43,7 +42,7 @@ public enum YOLOLabels {
                 }
                 numbers.append(value)
             }
-            let box = BoundingBox(classIndex: Int(classValue), centerX: numbers[0], centerY: numbers[1],
+            let box = BoundingBox(classIndex: classIndex, centerX: numbers[0], centerY: numbers[1],
                                   width: numbers[2], height: numbers[3])
             guard box.width >= 0, box.height >= 0 else {
                 throw LabelFileError(path: path, reason: "line \(number + 1): negative box size")
@@ -60,12 +59,8 @@ public enum YOLOLabels {
 
     /// Reads a YOLO file with optional scores (a missing score counts as 1).
     public static func readDetections(_ url: URL) throws(LabelFileError) -> [Detection] {
-        let text: String
-        do {
-            text = try String(contentsOf: url, encoding: .utf8)
-        } catch {
-            let exists = FileManager.default.fileExists(atPath: url.path)
-            throw LabelFileError(path: url.path, reason: exists ? error.localizedDescription : "no such file")
+        guard let text = String(validating: try readLabelFile(url), as: UTF8.self) else {
+            throw LabelFileError(path: url.path, reason: "not UTF-8 text")
         }
         return try parse(text, path: url.path)
     }
@@ -111,15 +106,26 @@ public enum VOCAnnotation {
     /// When the XML has no `<size>`, pass the image size in `imageSize`.
     public static func parse(_ data: Data, classNames: [String], imageSize: (width: Int, height: Int)? = nil,
                              path: String = "<memory>") throws(LabelFileError) -> Parsed {
-        let collector = VOCCollector()
-        let parser = XMLParser(data: data)
-        parser.delegate = collector
-        guard parser.parse() else {
-            let reason = parser.parserError.map { "malformed XML (\($0.localizedDescription))" } ?? "malformed XML"
-            throw LabelFileError(path: path, reason: reason)
+        guard !data.isEmpty else { throw LabelFileError(path: path, reason: "empty file (not a VOC XML annotation)") }
+        guard String(validating: data, as: UTF8.self) != nil else {
+            throw LabelFileError(path: path, reason: "not UTF-8 text (VOC annotations are UTF-8 XML)")
         }
-        let width = collector.width ?? imageSize?.width ?? 0
-        let height = collector.height ?? imageSize?.height ?? 0
+        var collector = VOCCollector()
+        do {
+            try AnnotationXML.read([UInt8](data)) { collector.handle($0) }
+        } catch {
+            throw LabelFileError(path: path, reason: "malformed XML, line \(error.line): \(error.reason)")
+        }
+        func pixels(_ text: String?, _ name: String) throws(LabelFileError) -> Int? {
+            guard let text else { return nil }
+            // Some tools write integral sizes as "640.0".
+            guard let value = Double(text), let integer = Int(exactly: value), integer > 0 else {
+                throw LabelFileError(path: path, reason: "<size> <\(name)> '\(text)' is not a positive integer")
+            }
+            return integer
+        }
+        let width = try pixels(collector.width, "width") ?? imageSize?.width ?? 0
+        let height = try pixels(collector.height, "height") ?? imageSize?.height ?? 0
         guard width > 0, height > 0 else {
             throw LabelFileError(path: path, reason: "no <size> with positive width and height")
         }
@@ -130,8 +136,11 @@ public enum VOCAnnotation {
             guard let index = lowered.firstIndex(of: object.name.lowercased()) else {
                 throw LabelFileError(path: path, reason: "unknown class '\(object.name)' (known: \(classNames.joined(separator: ", ")))")
             }
-            guard let x0 = object.xmin, let y0 = object.ymin, let x1 = object.xmax, let y1 = object.ymax, x1 >= x0, y1 >= y0 else {
-                throw LabelFileError(path: path, reason: "object '\(object.name)' has an incomplete or inverted <bndbox>")
+            guard let x0 = object.xmin, let y0 = object.ymin, let x1 = object.xmax, let y1 = object.ymax else {
+                throw LabelFileError(path: path, reason: "object '\(object.name)' has an incomplete <bndbox>")
+            }
+            guard [x0, y0, x1, y1].allSatisfy(\.isFinite), x1 >= x0, y1 >= y0 else {
+                throw LabelFileError(path: path, reason: "object '\(object.name)' has an inverted or non-finite <bndbox> (\(x0), \(y0), \(x1), \(y1))")
             }
             if object.difficult { difficult += 1 }
             boxes.append(BoundingBox(classIndex: index, minX: x0 / Double(width), minY: y0 / Double(height),
@@ -142,19 +151,22 @@ public enum VOCAnnotation {
 
     /// Reads a VOC XML file; see ``parse(_:classNames:imageSize:path:)``.
     public static func read(_ url: URL, classNames: [String], imageSize: (width: Int, height: Int)? = nil) throws(LabelFileError) -> Parsed {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url)
-        } catch {
-            let exists = FileManager.default.fileExists(atPath: url.path)
-            throw LabelFileError(path: url.path, reason: exists ? error.localizedDescription : "no such file")
-        }
-        return try parse(data, classNames: classNames, imageSize: imageSize, path: url.path)
+        try parse(try readLabelFile(url), classNames: classNames, imageSize: imageSize, path: url.path)
     }
 }
 
-/// Collects the fields of a VOC annotation during XML parsing.
-private final class VOCCollector: NSObject, XMLParserDelegate {
+/// The bytes of a label file, with errors that name it.
+private func readLabelFile(_ url: URL) throws(LabelFileError) -> Data {
+    do {
+        return try FileContents.bytes(of: url)
+    } catch {
+        let exists = FileManager.default.fileExists(atPath: url.path)
+        throw LabelFileError(path: url.path, reason: exists ? error.localizedDescription : "no such file")
+    }
+}
+
+/// Collects the fields of a VOC annotation while its XML is read.
+private struct VOCCollector {
     struct Object {
         var name = ""
         var xmin: Double?
@@ -164,42 +176,41 @@ private final class VOCCollector: NSObject, XMLParserDelegate {
         var difficult = false
     }
 
-    var width: Int?
-    var height: Int?
+    /// The texts of `<size>`'s `<width>` and `<height>`, checked by the caller.
+    var width: String?
+    var height: String?
     var objects: [Object] = []
     private var path: [String] = []
     private var text = ""
     private var current: Object?
 
-    func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
-                qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
-        path.append(elementName)
-        text = ""
-        if elementName == "object" { current = Object() }
-    }
-
-    func parser(_ parser: XMLParser, foundCharacters string: String) {
-        text += string
-    }
-
-    func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
-        let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let parent = path.count >= 2 ? path[path.count - 2] : ""
-        switch (parent, elementName) {
-        case ("size", "width"): width = Int(Double(value) ?? 0)
-        case ("size", "height"): height = Int(Double(value) ?? 0)
-        case ("object", "name"): current?.name = value
-        case ("object", "difficult"): current?.difficult = value == "1"
-        case ("bndbox", "xmin"): current?.xmin = Double(value)
-        case ("bndbox", "ymin"): current?.ymin = Double(value)
-        case ("bndbox", "xmax"): current?.xmax = Double(value)
-        case ("bndbox", "ymax"): current?.ymax = Double(value)
-        case (_, "object"):
-            if let current { objects.append(current) }
-            current = nil
-        default: break
+    mutating func handle(_ event: AnnotationXML.Event) {
+        switch event {
+        case .start(let name):
+            path.append(name)
+            text = ""
+            if name == "object" { current = Object() }
+        case .text(let string):
+            text += string
+        case .end(let name):
+            let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let parent = path.count >= 2 ? path[path.count - 2] : ""
+            switch (parent, name) {
+            case ("size", "width"): width = value
+            case ("size", "height"): height = value
+            case ("object", "name"): current?.name = value
+            case ("object", "difficult"): current?.difficult = value == "1"
+            case ("bndbox", "xmin"): current?.xmin = Double(value)
+            case ("bndbox", "ymin"): current?.ymin = Double(value)
+            case ("bndbox", "xmax"): current?.xmax = Double(value)
+            case ("bndbox", "ymax"): current?.ymax = Double(value)
+            case (_, "object"):
+                if let current { objects.append(current) }
+                current = nil
+            default: break
+            }
+            path.removeLast()
+            text = ""
         }
-        path.removeLast()
-        text = ""
     }
 }

@@ -2,8 +2,6 @@ import Foundation
 
 /// Uncompressed Windows bitmaps: 1/4/8-bit palette, 24-bit BGR and 32-bit BGRX/BGRA.
 enum BMPCodec {
-    private static let maxPixels = 1 << 28
-
     private static func u16(_ b: [UInt8], _ o: Int) -> Int { Int(b[o]) | Int(b[o + 1]) << 8 }
     private static func u32(_ b: [UInt8], _ o: Int) -> UInt32 {
         UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24
@@ -53,8 +51,12 @@ enum BMPCodec {
         } else {
             throw CodecFailure(kind: .corrupt, reason: "invalid BMP header size \(dibSize)")
         }
-        guard header.width > 0, header.height > 0, header.width * header.height <= maxPixels else {
+        guard header.width > 0, header.height > 0 else {
             throw CodecFailure(kind: .corrupt, reason: "BMP dimensions out of range (\(header.width)x\(header.height))")
+        }
+        guard header.width * header.height <= Image.maximumPixelCount else {
+            throw CodecFailure(kind: .unsupported,
+                               reason: "BMP image of \(header.width)x\(header.height) pixels is larger than the limit of \(Image.maximumPixelCount) pixels")
         }
         switch header.compression {
         case 0: break

@@ -32,10 +32,24 @@ enum Codecs {
     private static let messageCapacity = 512
 
     private static func callWithMessage(_ body: (UnsafeMutablePointer<CChar>, Int) -> Int32) -> (ok: Bool, message: String) {
+        let (status, message) = callWithStatus(body)
+        return (status == FK_CODEC_OK, message)
+    }
+
+    private static func callWithStatus(_ body: (UnsafeMutablePointer<CChar>, Int) -> Int32) -> (status: Int32, message: String) {
         var buffer = [CChar](repeating: 0, count: messageCapacity)
         let status = buffer.withUnsafeMutableBufferPointer { body($0.baseAddress!, messageCapacity) }
         let message = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        return (status == FK_CODEC_OK, message)
+        return (status, message)
+    }
+
+    /// The failure for a decoder's status, or nil on success.
+    private static func failure(_ status: Int32, _ message: String) -> CodecFailure? {
+        switch status {
+        case FK_CODEC_OK: return nil
+        case FK_CODEC_UNSUPPORTED: return CodecFailure(kind: .unsupported, reason: message)
+        default: return CodecFailure(kind: .corrupt, reason: message)
+        }
     }
 
     private static func raster(from image: FKDecodedImage) -> DecodedRaster {
@@ -85,11 +99,12 @@ enum Codecs {
     static func decodePNG(_ bytes: [UInt8], keepPaletteIndices: Bool) throws(CodecFailure) -> DecodedRaster {
         var decoded = FKDecodedImage()
         let result = bytes.withUnsafeBufferPointer { input in
-            callWithMessage { message, capacity in
-                fk_png_decode(input.baseAddress, input.count, keepPaletteIndices ? 1 : 0, &decoded, message, capacity)
+            callWithStatus { message, capacity in
+                fk_png_decode(input.baseAddress, input.count, keepPaletteIndices ? 1 : 0, Image.maximumPixelCount,
+                              &decoded, message, capacity)
             }
         }
-        guard result.ok else { throw CodecFailure(kind: .corrupt, reason: result.message) }
+        if let failure = failure(result.status, result.message) { throw failure }
         defer { fk_codec_free(decoded.pixels) }
         return raster(from: decoded)
     }
@@ -97,14 +112,11 @@ enum Codecs {
     static func decodeJPEG(_ bytes: [UInt8]) throws(CodecFailure) -> DecodedRaster {
         var decoded = FKDecodedImage()
         let result = bytes.withUnsafeBufferPointer { input in
-            callWithMessage { message, capacity in
-                fk_jpeg_decode(input.baseAddress, input.count, &decoded, message, capacity)
+            callWithStatus { message, capacity in
+                fk_jpeg_decode(input.baseAddress, input.count, Image.maximumPixelCount, &decoded, message, capacity)
             }
         }
-        guard result.ok else {
-            let unsupported = result.message.hasPrefix("unsupported")
-            throw CodecFailure(kind: unsupported ? .unsupported : .corrupt, reason: result.message)
-        }
+        if let failure = failure(result.status, result.message) { throw failure }
         defer { fk_codec_free(decoded.pixels) }
         return raster(from: decoded)
     }
@@ -160,6 +172,18 @@ enum Codecs {
 
 // MARK: - Files
 
+/// Whole-file reads for FuseKit's file readers (images, label files).
+public enum FileContents {
+    /// The bytes of a file, read through `FileHandle`: Foundation's `Data(contentsOf:)` and
+    /// `String(contentsOf:)` leak a 4 KB buffer for every empty file they read (Swift 6.3.1 on
+    /// Linux), and datasets hold many empty files (the YOLO label file of an image without objects).
+    public static func bytes(of url: URL) throws -> Data {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        return try handle.readToEnd() ?? Data()
+    }
+}
+
 enum FileAccess {
     /// The path of an existing regular file, or an error naming it.
     static func existingFile(_ url: URL) throws(ImageIOError) -> String {
@@ -176,7 +200,7 @@ enum FileAccess {
     static func read(_ url: URL) throws(ImageIOError) -> Data {
         let path = try existingFile(url)
         do {
-            return try Data(contentsOf: url)
+            return try FileContents.bytes(of: url)
         } catch {
             throw .unreadable(path: path, reason: error.localizedDescription)
         }

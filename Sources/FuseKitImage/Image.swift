@@ -21,6 +21,12 @@ public enum ColorModel: Int, Sendable, CaseIterable {
 /// of one item of an NCHW tensor. 8-bit files are read as `level / 255`, 16-bit files as
 /// `level / 65535`; ``bitDepth`` remembers the depth of the source (8 for computed images).
 public struct Image: Sendable, Equatable {
+    /// The most pixels (width × height) the readers decode: 2^26, e.g. 8192 × 8192, far above
+    /// the infrared-visible datasets (1280 × 1024 at most). Larger files are refused as
+    /// unsupported before their raster is allocated, so a damaged header cannot ask for
+    /// gigabytes (a decoded pixel takes up to 16 bytes as Float32 RGBA).
+    public static let maximumPixelCount = 1 << 26
+
     /// Width in pixels.
     public let width: Int
     /// Height in pixels.

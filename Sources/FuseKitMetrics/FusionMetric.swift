@@ -54,11 +54,20 @@ public enum PairConvention: String, Sendable, CaseIterable {
 public enum FusionMetricError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The fused image and the sources differ in size.
     case sizeMismatch(fused: String, infrared: String, visible: String)
+    /// An image (`fused`, `infrared` or `visible`) holds NaN or infinite samples; the first is at
+    /// (`x`, `y`).
+    case nonFinite(image: String, count: Int, x: Int, y: Int)
+    /// The images are smaller than the metric's window.
+    case imageTooSmall(metric: FusionMetric, width: Int, height: Int, minimum: Int)
 
     public var description: String {
         switch self {
         case let .sizeMismatch(fused, infrared, visible):
             return "fused image (\(fused)), infrared (\(infrared)) and visible (\(visible)) sizes differ"
+        case let .nonFinite(image, count, x, y):
+            return "the \(image) image has \(count) NaN or infinite sample\(count == 1 ? "" : "s") (the first at x \(x), y \(y)): no metric is computed"
+        case let .imageTooSmall(metric, width, height, minimum):
+            return "\(metric.rawValue) needs images of at least \(minimum)x\(minimum) pixels, these are \(width)x\(height) (leave \(metric.rawValue) out of the metrics)"
         }
     }
 }

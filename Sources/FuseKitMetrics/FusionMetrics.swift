@@ -6,10 +6,21 @@ import FuseKitTensor
 /// conventions, SSIM with data range 255). Images are ``GrayImage`` levels on the 0...255 scale;
 /// every metric computes in Double. F is the fused image, A the infrared source, B the visible one.
 ///
-/// Small images: SSIM needs at least 7 x 7 pixels (NaN otherwise), and a VIF scale whose window
-/// no longer fits adds nothing (the evaluator's scipy would swap or reject the arguments there);
-/// from about 50 x 50 pixels every scale takes part, as in the evaluator. SCD is NaN when an
-/// image or difference is constant, as numpy gives it.
+/// Degenerate images (constant, 1 x 1, tiny) give defined values or, through ``evaluate``, a
+/// clear error; the evaluator's values on real images are unchanged:
+/// - SSIM needs at least 7 x 7 pixels: ``evaluate`` throws
+///   ``FusionMetricError/imageTooSmall(metric:width:height:minimum:)`` (skimage raises too;
+///   ``structuralSimilarity(_:_:)`` alone returns NaN).
+/// - A VIF scale whose window no longer fits adds nothing (the evaluator's scipy would swap or
+///   reject the arguments there), and VIF is 1 when no scale has information (the evaluator's
+///   NaN rule); from about 50 x 50 pixels every scale takes part, as in the evaluator.
+/// - SCD: a correlation with a constant image or difference is 0 (numpy gives NaN).
+/// - Qabf: when the sources have no edges at all (the weights sum to 0, where the evaluator
+///   divides 0 by 0), the unweighted mean of the preservation values, the limit of the formula
+///   as the source edges fade uniformly.
+/// - EN, SD, SF, AG and MI are defined for every size (a constant image has 0 for all five).
+/// Non-finite samples (NaN, infinities, e.g. from a diverged network) are refused by
+/// ``evaluate`` with ``FusionMetricError/nonFinite(image:count:x:y:)``.
 public enum FusionMetrics {
     /// Computes the requested metrics of one fused image against its sources.
     ///
@@ -17,7 +28,9 @@ public enum FusionMetrics {
     ///   - metrics: which metrics (all nine by default).
     ///   - convention: ``PairConvention/sum`` (the evaluator's) or ``PairConvention/perPairMean``
     ///     (MI, VIF and SSIM halved).
-    /// - Throws: ``FusionMetricError/sizeMismatch(fused:infrared:visible:)`` when sizes differ.
+    /// - Throws: ``FusionMetricError/sizeMismatch(fused:infrared:visible:)`` when sizes differ,
+    ///   ``FusionMetricError/nonFinite(image:count:x:y:)`` for NaN or infinite samples,
+    ///   ``FusionMetricError/imageTooSmall(metric:width:height:minimum:)`` for SSIM below 7 x 7.
     public static func evaluate(fused: GrayImage, infrared: GrayImage, visible: GrayImage,
                                 metrics: [FusionMetric] = FusionMetric.allCases,
                                 convention: PairConvention = .sum) throws(FusionMetricError) -> [FusionMetric: Double] {
@@ -25,6 +38,15 @@ public enum FusionMetrics {
               fused.width == visible.width, fused.height == visible.height else {
             throw .sizeMismatch(fused: "\(fused.width)x\(fused.height)", infrared: "\(infrared.width)x\(infrared.height)",
                                 visible: "\(visible.width)x\(visible.height)")
+        }
+        for (name, image) in [("fused", fused), ("infrared", infrared), ("visible", visible)] {
+            let bad = image.values.indices.filter { !image.values[$0].isFinite }
+            if let first = bad.first {
+                throw .nonFinite(image: name, count: bad.count, x: first % image.width, y: first / image.width)
+            }
+        }
+        if metrics.contains(.ssim), fused.width < SSIM.window || fused.height < SSIM.window {
+            throw .imageTooSmall(metric: .ssim, width: fused.width, height: fused.height, minimum: SSIM.window)
         }
         let f = Plane(fused), a = Plane(infrared), b = Plane(visible)
         var results: [FusionMetric: Double] = [:]
@@ -194,6 +216,8 @@ public enum FusionMetrics {
                 sxx += dx * dx
                 syy += dy * dy
             }
+            // A constant series has no linear relation with anything (numpy: 0 / 0 = NaN).
+            guard sxx > 0, syy > 0 else { return 0 }
             return sxy / (sxx * syy).squareRoot()
         }
         let fMinusA = zip(f.values, a.values).map { $0 - $1 }

@@ -35,7 +35,9 @@ enum Qabf {
 
     static func compute(fused f: Plane, _ a: Plane, _ b: Plane) -> Double {
         let (width, height) = (f.width, f.height)
-        var rowSums = [Double](repeating: 0, count: 2 * height)
+        // Per row: the weighted numerator, the weights, and the unweighted sum of Q (for sources
+        // without edges).
+        var rowSums = [Double](repeating: 0, count: 3 * height)
         f.values.withUnsafeBufferPointer { fp in
             a.values.withUnsafeBufferPointer { ap in
                 b.values.withUnsafeBufferPointer { bp in
@@ -43,7 +45,7 @@ enum Qabf {
                         let target = SharedPointer(sums.baseAddress!)
                         Parallel.forRanges(height, grain: rowGrain(width: width, costPerPixel: 60)) { rows in
                             for y in rows {
-                                var numerator = 0.0, denominator = 0.0
+                                var numerator = 0.0, denominator = 0.0, unweighted = 0.0
                                 for x in 0..<width {
                                     let sf = strengthAndAngle(fp.baseAddress!, x: x, y: y, width: width, height: height)
                                     let sa = strengthAndAngle(ap.baseAddress!, x: x, y: y, width: width, height: height)
@@ -52,20 +54,26 @@ enum Qabf {
                                     let qbf = preservation(gX: sb.g, aX: sb.alpha, gF: sf.g, aF: sf.alpha)
                                     numerator += qaf * sa.g + qbf * sb.g
                                     denominator += sa.g + sb.g
+                                    unweighted += qaf + qbf
                                 }
-                                target.base[2 * y] = numerator
-                                target.base[2 * y + 1] = denominator
+                                target.base[3 * y] = numerator
+                                target.base[3 * y + 1] = denominator
+                                target.base[3 * y + 2] = unweighted
                             }
                         }
                     }
                 }
             }
         }
-        var numerator = 0.0, denominator = 0.0
+        var numerator = 0.0, denominator = 0.0, unweighted = 0.0
         for y in 0..<height {
-            numerator += rowSums[2 * y]
-            denominator += rowSums[2 * y + 1]
+            numerator += rowSums[3 * y]
+            denominator += rowSums[3 * y + 1]
+            unweighted += rowSums[3 * y + 2]
         }
+        // Sources without a single edge: every weight is 0, and the weighted mean tends to the
+        // plain mean as the edges fade uniformly.
+        guard denominator > 0 else { return unweighted / Double(2 * width * height) }
         return numerator / denominator
     }
 }

@@ -50,6 +50,13 @@ import Darwin
             metadata: ["recipe": "model: restormer\nlr: 1e-4 # \"quoted\" ✓", "empty": ""])
     }
 
+    /// Makes tampered metadata a version-1 file (no checksum, loaded unverified), so that the
+    /// checks after the checksum's are reached.
+    static func markUnverified(_ metadata: inout [String: String]) {
+        metadata["fusekit.checkpoint"] = "1"
+        metadata["fusekit.checksum"] = nil
+    }
+
     @Test func roundTripIsBitwise() throws {
         let directory = try Support.makeScratchDirectory()
         defer { Support.cleanUp(directory) }
@@ -230,6 +237,7 @@ import Darwin
         let url = directory.appendingPathComponent("tampered.safetensors")
         try Self.sample().save(to: url)
         var (tensors, metadata) = try SafeTensors.read(from: url)
+        Self.markUnverified(&metadata)
         metadata.merge(overrides) { _, new in new }
         try SafeTensors.write(tensors, metadata: metadata, to: url)
         tensors.removeAll()
@@ -247,6 +255,7 @@ import Darwin
         let url = directory.appendingPathComponent("stray.safetensors")
         try Checkpoint(models: ["fusion": ModelState()]).save(to: url)
         var (tensors, metadata) = try SafeTensors.read(from: url)
+        Self.markUnverified(&metadata)
         tensors["detector.param.w"] = Tensor([1])
         metadata["fusekit.step"] = "0"
         try SafeTensors.write(tensors, metadata: metadata, to: url)

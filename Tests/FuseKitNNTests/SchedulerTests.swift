@@ -115,7 +115,7 @@ import Testing
         (#"{"kind": "step", "step": 0}"#, "step size must be positive"),
         (#"{"kind": "cosine", "tMax": -1}"#, "tMax must be positive"),
         (#"{"kind": "poly", "total": 0}"#, "total must be positive"),
-        (#"{"kind": "constant", "warmup": 5, "warmupStartFactor": 2}"#, "start factor in [0, 1]"),
+        (#"{"kind": "constant", "warmup": 5, "warmupStartFactor": 2}"#, "start factor must be in [0, 1]"),
         (#"{"kind": "constant", "warmupStartFactor": 0.5}"#, "warmupStartFactor needs warmup"),
     ])
     func invalidRecipeFormsAreRejected(json: String, message: String) {

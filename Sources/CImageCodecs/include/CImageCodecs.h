@@ -5,8 +5,10 @@
 //
 // Every function works on memory buffers, catches the libraries' errors with setjmp/longjmp
 // (which Swift cannot do) and reports them as a message instead of aborting the process.
-// All functions return FK_CODEC_OK on success and FK_CODEC_ERROR otherwise, with a
-// NUL-terminated explanation written to `message` (at most `message_capacity` bytes).
+// All functions return FK_CODEC_OK on success, FK_CODEC_ERROR for corrupt or truncated data and
+// FK_CODEC_UNSUPPORTED for valid data FuseKit does not read (a CMYK JPEG, an image above the
+// pixel limit), with a NUL-terminated explanation written to `message` (at most
+// `message_capacity` bytes).
 
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +19,7 @@ extern "C" {
 
 #define FK_CODEC_OK 0
 #define FK_CODEC_ERROR 1
+#define FK_CODEC_UNSUPPORTED 2
 
 /// A decoded raster: rows top to bottom, samples interleaved per pixel. 8-bit samples are
 /// `uint8_t`, 16-bit samples are `uint16_t` in the host's byte order. Free `pixels` with
@@ -37,7 +40,8 @@ typedef struct {
 /// Decodes a PNG held in memory. Palette images are expanded to RGB (RGBA with transparency)
 /// unless `keep_palette_indices` is non-zero, in which case one 8-bit index per pixel is returned.
 /// Gray images below 8 bits are expanded to 8 bits; a tRNS chunk becomes an alpha channel.
-int fk_png_decode(const uint8_t *data, size_t size, int keep_palette_indices,
+/// Images of more than `max_pixels` pixels are refused before their raster is allocated.
+int fk_png_decode(const uint8_t *data, size_t size, int keep_palette_indices, size_t max_pixels,
                   FKDecodedImage *out, char *message, size_t message_capacity);
 
 /// Encodes interleaved samples as PNG into a new buffer (free it with `fk_codec_free`).
@@ -49,7 +53,9 @@ int fk_png_encode(const void *pixels, int32_t width, int32_t height, int32_t cha
                   uint8_t **out_data, size_t *out_size, char *message, size_t message_capacity);
 
 /// Decodes a baseline or progressive JPEG held in memory to 8-bit gray (1 channel) or RGB (3).
-int fk_jpeg_decode(const uint8_t *data, size_t size, FKDecodedImage *out,
+/// Any warning of libjpeg about damaged data (which it would otherwise paper over with made-up
+/// pixels) is an error, and so is an image of more than `max_pixels` pixels.
+int fk_jpeg_decode(const uint8_t *data, size_t size, size_t max_pixels, FKDecodedImage *out,
                    char *message, size_t message_capacity);
 
 /// Encodes 8-bit gray (`channels` 1) or RGB (`channels` 3) samples as JPEG with `quality` 1..100

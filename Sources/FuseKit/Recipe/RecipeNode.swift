@@ -54,10 +54,36 @@ struct RecipeNode {
         return v
     }
 
+    /// A finite number (YAML's .inf and .nan are refused: no setting takes them).
     func double() throws -> Double {
-        guard case .scalar = node, let v = node.float ?? node.int.map(Double.init) else {
-            throw error("'\(path)' must be a number, got \(describe())")
+        guard case .scalar = node, let v = node.float ?? node.int.map(Double.init), v.isFinite else {
+            throw error("'\(path)' must be a finite number, got \(describe())")
         }
+        return v
+    }
+
+    /// An integer of at least `minimum`.
+    func int(atLeast minimum: Int) throws -> Int {
+        let v = try int()
+        guard v >= minimum else { throw error("'\(path)' must be at least \(minimum), got \(v)") }
+        return v
+    }
+
+    /// A number in `range` (`open` excludes its upper end).
+    func double(in range: ClosedRange<Double>, excludingUpperBound open: Bool = false) throws -> Double {
+        let v = try double()
+        guard range.contains(v), !(open && v == range.upperBound) else {
+            let upper = range.upperBound == .greatestFiniteMagnitude ? "" : " and \(open ? "below" : "at most") \(range.upperBound)"
+            throw error("'\(path)' must be at least \(range.lowerBound)\(upper), got \(v)")
+        }
+        return v
+    }
+
+    /// A seed: an integer from 0 to 2^64 - 1.
+    func seed() throws -> UInt64 {
+        guard case .scalar(let s) = node else { throw error("'\(path)' must be a non-negative integer, got \(describe())") }
+        if let v = node.int, v >= 0 { return UInt64(v) }
+        guard let v = UInt64(s.string) else { throw error("'\(path)' must be an integer from 0 to 2^64 - 1, got \(describe())") }
         return v
     }
 
@@ -89,20 +115,29 @@ struct RecipeNode {
         return value
     }
 
+    /// The most values (list items counted one by one) the parameters of one plugin may hold.
+    /// YAML aliases share nodes, so 500 bytes of nested aliases can stand for 10^9 values.
+    static let maximumParameterValues = 100_000
+
     /// Plugin parameters: a mapping of scalar or list values, with their lines.
     func pluginParameters() throws -> PluginParameters {
         guard case .mapping(let mapping) = node else { throw error("'\(path)' must be a mapping of parameter names to values") }
         var values: [String: ParameterValue] = [:]
         var lines: [String: Int] = [:]
+        var budget = Self.maximumParameterValues
         for (keyNode, value) in mapping {
             guard let key = keyNode.string else { throw error("'\(path)' has a key that is not a string") }
-            values[key] = try RecipeNode(node: value, path: "\(path).\(key)", file: file).parameterValue()
+            values[key] = try RecipeNode(node: value, path: "\(path).\(key)", file: file).parameterValue(budget: &budget)
             lines[key] = keyNode.mark?.line
         }
         return PluginParameters(values, lines: lines)
     }
 
-    func parameterValue() throws -> ParameterValue {
+    func parameterValue(budget: inout Int) throws -> ParameterValue {
+        budget -= 1
+        guard budget >= 0 else {
+            throw error("'\(path)': the parameters hold more than \(Self.maximumParameterValues) values (are YAML aliases nested?)")
+        }
         switch node {
         case .scalar(let s):
             if s.style == .plain {
@@ -112,7 +147,9 @@ struct RecipeNode {
             }
             return .string(s.string)
         case .sequence:
-            return .list(try list().map { try $0.parameterValue() })
+            var items: [ParameterValue] = []
+            for item in try list() { items.append(try item.parameterValue(budget: &budget)) }
+            return .list(items)
         default:
             throw error("'\(path)' must be a number, boolean, string or list")
         }

@@ -65,7 +65,7 @@ extension Recipe {
         }
         let recipe = Recipe(
             name: try top["name"]?.string() ?? URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent,
-            seed: UInt64(try top["seed"]?.int() ?? 0),
+            seed: try top["seed"]?.seed() ?? 0,
             data: try parseData(data), models: models, stages: stages,
             evaluation: try parseEvaluation(top["evaluation"]), file: file)
         try recipe.validateWeightsFlow()
@@ -106,9 +106,12 @@ extension Recipe {
         let k = try m["kind"].map { OptimizerSettings.Kind(rawValue: try $0.choice(OptimizerSettings.Kind.allCases.map(\.rawValue)))! } ?? kind
         let lr = try m["learning-rate"]?.double() ?? 1e-4
         guard lr > 0 else { throw m["learning-rate"]!.error("'\(node.path).learning-rate' must be positive") }
-        return OptimizerSettings(kind: k, learningRate: lr, weightDecay: try m["weight-decay"]?.double(),
-                                 beta1: try m["beta1"]?.double() ?? 0.9, beta2: try m["beta2"]?.double() ?? 0.999,
-                                 epsilon: try m["epsilon"]?.double() ?? 1e-8, momentum: try m["momentum"]?.double() ?? 0,
+        // The ranges PyTorch's optimisers accept.
+        return OptimizerSettings(kind: k, learningRate: lr, weightDecay: try m["weight-decay"]?.double(in: 0...(.greatestFiniteMagnitude)),
+                                 beta1: try m["beta1"]?.double(in: 0...1, excludingUpperBound: true) ?? 0.9,
+                                 beta2: try m["beta2"]?.double(in: 0...1, excludingUpperBound: true) ?? 0.999,
+                                 epsilon: try m["epsilon"]?.double(in: 0...(.greatestFiniteMagnitude)) ?? 1e-8,
+                                 momentum: try m["momentum"]?.double(in: 0...(.greatestFiniteMagnitude)) ?? 0,
                                  nesterov: try m["nesterov"]?.bool() ?? false)
     }
 
@@ -129,7 +132,17 @@ extension Recipe {
             guard let total = try m["total"]?.int() else { throw node.error("'\(node.path)': a poly schedule needs 'total'") }
             decay = .poly(power: try m["power"]?.double() ?? 1, total: total, minimum: try m["minimum"]?.double() ?? 0)
         }
-        let warmup = try m["warmup"].map { LearningRateSchedule.Warmup(steps: try $0.int(), startFactor: try m["warmup-start-factor"]?.double() ?? 1.0 / 3.0) }
+        if let problem = LearningRateSchedule.problem(with: decay) { throw node.error("'\(node.path)': \(problem)") }
+        var warmup: LearningRateSchedule.Warmup?
+        if let steps = m["warmup"] {
+            let startFactor = try m["warmup-start-factor"]?.double() ?? 1.0 / 3.0
+            if let problem = LearningRateSchedule.Warmup.problem(steps: try steps.int(), startFactor: startFactor) {
+                throw steps.error("'\(node.path)' warm-up: \(problem)")
+            }
+            warmup = LearningRateSchedule.Warmup(steps: try steps.int(), startFactor: startFactor)
+        } else if let factor = m["warmup-start-factor"] {
+            throw factor.error("'\(node.path).warmup-start-factor' needs 'warmup' (the number of warm-up steps)")
+        }
         return LearningRateSchedule(decay, warmup: warmup)
     }
 
@@ -199,14 +212,19 @@ extension Recipe {
         let targets = try m["targets"]?.mapping(allowed: ["visible-gamma", "infrared-contrast"]) ?? [:]
         let stage = StageSettings(
             name: try m["name"]?.string() ?? defaultName, strategy: strategy, epochs: try m["epochs"]?.int() ?? 40,
-            trained: trained, frozen: frozen, frozenLine: m["frozen"]?.line, stepsPerEpoch: try m["steps-per-epoch"]?.int(),
+            trained: trained, frozen: frozen, frozenLine: m["frozen"]?.line, stepsPerEpoch: try m["steps-per-epoch"]?.int(atLeast: 1),
             scheduleUnit: .init(rawValue: try m["schedule-unit"]?.choice(["epoch", "step"]) ?? "epoch")!,
             checkpointEvery: try m["checkpoint-every"]?.int() ?? 200, logEvery: try m["log-every"]?.int() ?? 10,
-            previewPairs: try m["preview-pairs"]?.int() ?? 4, line: node.line,
-            metaSteps: try m["meta-steps"]?.int() ?? 200, innerLearningRate: try m["inner-learning-rate"]?.double(),
+            previewPairs: try m["preview-pairs"]?.int(atLeast: 0) ?? 4, line: node.line,
+            metaSteps: try m["meta-steps"]?.int() ?? 200,
+            innerLearningRate: try m["inner-learning-rate"].map { rate in
+                let value = try rate.double()
+                guard value > 0 else { throw rate.error("'\(node.path).inner-learning-rate' must be positive") }
+                return value
+            },
             hypergradient: .init(rawValue: try m["hypergradient"]?.choice(["exact", "finite-difference"]) ?? "exact")!,
             phases: .init(rawValue: try m["phases"]?.choice(["separate", "interleaved"]) ?? "separate")!,
-            fusionTaskWeight: try m["fusion-task-weight"]?.double() ?? 0,
+            fusionTaskWeight: try m["fusion-task-weight"]?.double(in: 0...(.greatestFiniteMagnitude)) ?? 0,
             fusionLoss: try parseFusionLoss(fusionLoss ?? m["fusion-loss"]),
             losses: try m["losses"]?.list().map(parseLossTerm) ?? [],
             weighting: weighting.weighting, weightingOptimization: weighting.optimization,
@@ -285,9 +303,9 @@ extension Recipe {
             if m["root"] != nil { throw node.error("'data' has both 'root' and 'synthetic'; choose one") }
             let s = try synthetic.mapping(allowed: ["train-count", "test-count", "width", "height", "night-fraction", "seed"])
             source = .synthetic(SyntheticSettings(
-                trainCount: try s["train-count"]?.int() ?? 64, testCount: try s["test-count"]?.int() ?? 16,
-                width: try s["width"]?.int() ?? 128, height: try s["height"]?.int() ?? 128,
-                nightFraction: try s["night-fraction"]?.double() ?? 0.5, seed: UInt64(try s["seed"]?.int() ?? 0)))
+                trainCount: try s["train-count"]?.int(atLeast: 1) ?? 64, testCount: try s["test-count"]?.int(atLeast: 1) ?? 16,
+                width: try s["width"]?.int(atLeast: 1) ?? 128, height: try s["height"]?.int(atLeast: 1) ?? 128,
+                nightFraction: try s["night-fraction"]?.double(in: 0...1) ?? 0.5, seed: try s["seed"]?.seed() ?? 0))
         } else {
             guard let root = try m["root"]?.string() else { throw node.error("'data' needs a 'root' folder (or 'synthetic')") }
             let layout = try m["layout"]?.choice(["auto"] + DatasetLayout.allCases.map(\.rawValue) + ["tno", "roadscene"])
@@ -314,7 +332,7 @@ extension Recipe {
     static func parseFusionLoss(_ node: RecipeNode?) throws -> FusionLossSettings {
         guard let node else { return FusionLossSettings(alpha: 1, form: .paper, weights: .learned) }
         let m = try node.mapping(allowed: ["alpha", "form", "weights"])
-        return FusionLossSettings(alpha: try m["alpha"]?.double() ?? 1,
+        return FusionLossSettings(alpha: try m["alpha"]?.double(in: 0...(.greatestFiniteMagnitude)) ?? 1,
                                   form: FusionLoss.IntensityForm(rawValue: try m["form"]?.choice(["paper", "squared-weights"]) ?? "paper")!,
                                   weights: FusionLossSettings.Weights(rawValue: try m["weights"]?.choice(["learned", "fixed"]) ?? "learned")!)
     }
@@ -331,6 +349,6 @@ extension Recipe {
                 return metric
             }
         }
-        return EvaluationSettings(metrics: metrics, perPair: try m["per-pair"]?.bool() ?? false, maxPairs: try m["max-pairs"]?.int())
+        return EvaluationSettings(metrics: metrics, perPair: try m["per-pair"]?.bool() ?? false, maxPairs: try m["max-pairs"]?.int(atLeast: 1))
     }
 }

@@ -105,7 +105,7 @@ public struct TrainingSetup: Sendable {
         }
         var weights: [ModelRole: [String: Tensor]] = [:]
         for settings in recipe.models {
-            if let path = settings.weights { weights[settings.role] = try SafeTensors.read(from: URL(fileURLWithPath: path)).tensors }
+            if let path = settings.weights { weights[settings.role] = try SafeTensors.readWeights(from: URL(fileURLWithPath: path)).tensors }
         }
         return TrainingSetup(recipe: recipe, models: models, trainSource: train, testSource: test, initialWeights: weights,
                              lossTerms: registry.lossTerms)

@@ -43,7 +43,7 @@ struct FuseCommand: ParsableCommand {
     /// The fusion network's weights from plain weights or a FuseKit checkpoint.
     static func loadWeights(_ path: String, for fusion: any FusionNet) throws -> ModelState {
         let url = URL(fileURLWithPath: path)
-        let (tensors, metadata) = try SafeTensors.read(from: url)
+        let (tensors, metadata) = try SafeTensors.readWeights(from: url)
         if metadata.keys.contains(where: { $0.hasPrefix("fusekit.") }) {
             let checkpoint = try Checkpoint.load(from: url)
             guard let stored = checkpoint.models[ModelRole.fusion.rawValue] else {

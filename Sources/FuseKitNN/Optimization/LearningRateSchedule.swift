@@ -56,11 +56,18 @@ public struct LearningRateSchedule: Sendable, Equatable {
 
         /// A warm-up over `steps` steps starting at `startFactor` times the rate.
         public init(steps: Int, startFactor: Double = 1.0 / 3.0) {
-            require(steps >= 0, "LearningRateSchedule.Warmup: steps must be non-negative, got \(steps)")
-            require(startFactor >= 0 && startFactor <= 1,
-                    "LearningRateSchedule.Warmup: start factor must be in [0, 1], got \(startFactor)")
+            if let problem = Warmup.problem(steps: steps, startFactor: startFactor) {
+                fatalError("LearningRateSchedule.Warmup: \(problem)")
+            }
             self.steps = steps
             self.startFactor = startFactor
+        }
+
+        /// Why a warm-up of these settings is invalid, or nil when it is valid.
+        public static func problem(steps: Int, startFactor: Double) -> String? {
+            if steps < 0 { return "steps must be non-negative, got \(steps)" }
+            if !(startFactor >= 0 && startFactor <= 1) { return "the start factor must be in [0, 1], got \(startFactor)" }
+            return nil
         }
     }
 
@@ -117,7 +124,8 @@ public struct LearningRateSchedule: Sendable, Equatable {
         }
     }
 
-    static func problem(with decay: Decay) -> String? {
+    /// Why a decay's hyperparameters are invalid, or nil when they are valid.
+    public static func problem(with decay: Decay) -> String? {
         switch decay {
         case .constant:
             return nil
@@ -195,10 +203,8 @@ extension LearningRateSchedule: Codable {
         if container.contains(Key("warmup")) {
             let steps: Int = try decode("warmup")
             let startFactor: Double = try decode("warmupStartFactor", default: 1.0 / 3.0)
-            guard steps >= 0, startFactor >= 0, startFactor <= 1 else {
-                throw DecodingError.dataCorruptedError(
-                    forKey: Key("warmup"), in: container,
-                    debugDescription: "invalid warm-up: steps must be non-negative (got \(steps)) and the start factor in [0, 1] (got \(startFactor))")
+            if let problem = Warmup.problem(steps: steps, startFactor: startFactor) {
+                throw DecodingError.dataCorruptedError(forKey: Key("warmup"), in: container, debugDescription: "invalid warm-up: \(problem)")
             }
             warmup = Warmup(steps: steps, startFactor: startFactor)
         } else if container.contains(Key("warmupStartFactor")) {

@@ -41,7 +41,9 @@ enum AtomicFile {
     }
 
     /// Runs `body` to produce the file's bytes, then atomically replaces `url` with them.
-    static func write(to url: URL, _ body: (Sink) throws -> Void) throws {
+    /// `beforeReplacing` runs once the new file is complete and flushed, just before the rename
+    /// (a failure there leaves `url` as it was).
+    static func write(to url: URL, beforeReplacing: () throws -> Void = {}, _ body: (Sink) throws -> Void) throws {
         let destination = url.path
         let directory = url.deletingLastPathComponent().path
         let temporary = url.deletingLastPathComponent()
@@ -66,6 +68,7 @@ enum AtomicFile {
         guard close(descriptor) == 0 else {
             throw SafeTensorsError.writeFailed(file: destination, reason: "cannot close the temporary file: \(errorText())")
         }
+        try beforeReplacing()
         guard rename(temporary, destination) == 0 else {
             throw SafeTensorsError.writeFailed(
                 file: destination, reason: "cannot move the temporary file into place: \(errorText())")

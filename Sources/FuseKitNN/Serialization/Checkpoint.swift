@@ -1,6 +1,12 @@
 import Foundation
 import FuseKitTensor
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Everything needed to resume training exactly, in one safetensors file: the parameters and
 /// buffers of several named models (e.g. `fusion`, `lossGenerator`, `task`), their optimizer
 /// states, the step and epoch, the random generator's state and free-form string metadata (e.g.
@@ -14,6 +20,7 @@ import FuseKitTensor
 /// | `<model>.buffer.<name>` | a buffer |
 /// | `<model>.optim.<slot>.<name>` | an optimizer slot (`exp_avg`, `momentum_buffer`, ...) |
 /// | `__metadata__` `fusekit.checkpoint` | format version |
+/// | `__metadata__` `fusekit.checksum` | `crc32c:` and 8 hexadecimal digits (see below) |
 /// | `__metadata__` `fusekit.step`, `fusekit.epoch` | counters |
 /// | `__metadata__` `fusekit.models` | JSON array of the model names |
 /// | `__metadata__` `fusekit.optim.<model>.step` | the optimizer state's step |
@@ -22,6 +29,13 @@ import FuseKitTensor
 ///
 /// Model and slot names must be non-empty and contain no dot. ``save(to:)`` is atomic (a
 /// temporary file renamed into place) and ``load(from:)`` restores every tensor bit for bit.
+///
+/// The checksum is the CRC-32C of the whole content: each tensor's name, dtype, shape and data
+/// offsets (names sorted), every metadata entry but the checksum (keys sorted), then the data
+/// section byte for byte. ``load(from:)`` verifies it, so a file damaged after it was written
+/// (a flipped bit, a torn copy) is refused with ``CheckpointError/checksumMismatch(file:stored:computed:)``
+/// and a truncated one with ``SafeTensorsError/truncated(file:reason:)``. Files of format
+/// version 1, written before checksums existed, still load, unverified.
 ///
 /// Equality is bitwise over every tensor, as ``OptimizerState``'s.
 public struct Checkpoint: Sendable, Equatable {
@@ -38,8 +52,14 @@ public struct Checkpoint: Sendable, Equatable {
     /// Free-form strings (the recipe, versions, notes).
     public var metadata: [String: String]
 
-    /// Current version of the file layout.
-    public static let formatVersion = 1
+    /// Current version of the file layout (2: with a checksum).
+    public static let formatVersion = 2
+
+    /// The versions ``load(from:)`` reads: 1 (no checksum, loaded unverified) and 2.
+    public static let readableVersions = 1...formatVersion
+
+    /// The first version whose files carry a checksum.
+    static let firstVersionWithChecksum = 2
 
     /// A checkpoint of the given contents.
     public init(models: [String: ModelState] = [:], optimizers: [String: OptimizerState] = [:],
@@ -62,6 +82,7 @@ public struct Checkpoint: Sendable, Equatable {
 
     private enum MetadataKey {
         static let version = "fusekit.checkpoint"
+        static let checksum = "fusekit.checksum"
         static let step = "fusekit.step"
         static let epoch = "fusekit.epoch"
         static let models = "fusekit.models"
@@ -82,6 +103,12 @@ public struct Checkpoint: Sendable, Equatable {
     /// - Throws: ``CheckpointError/invalidContent(file:reason:)`` for an invalid model or slot
     ///   name, ``SafeTensorsError/writeFailed(file:reason:)`` when writing fails.
     public func save(to url: URL) throws {
+        let (tensors, fileMetadata) = try fileContents(for: url)
+        try SafeTensors.write(tensors, metadata: fileMetadata, to: url)
+    }
+
+    /// The tensors and metadata of the file, checksum included; `url` names it in errors.
+    private func fileContents(for url: URL) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
         let names = Set(models.keys).union(optimizers.keys).sorted()
         if let bad = names.first(where: { !Checkpoint.isValidName($0) }) {
             throw CheckpointError.invalidContent(file: url.path, reason: "model name '\(bad)' must be non-empty and contain no dot")
@@ -114,7 +141,86 @@ public struct Checkpoint: Sendable, Equatable {
         if let empty = tensors.keys.first(where: { $0.hasSuffix(".") }) {
             throw CheckpointError.invalidContent(file: url.path, reason: "tensor key '\(empty)' has an empty tensor name")
         }
-        try SafeTensors.write(tensors, metadata: fileMetadata, to: url)
+        var crc = Checkpoint.checksumOfTable(SafeTensors.layout(of: tensors), metadata: fileMetadata)
+        for (name, _) in SafeTensors.layout(of: tensors) {
+            SafeTensors.withStoredBytes(of: tensors[name]!) { crc.update($0) }
+        }
+        fileMetadata[MetadataKey.checksum] = Checkpoint.checksumText(crc.value)
+        return (tensors, fileMetadata)
+    }
+
+    /// Writes the checkpoint atomically to `url` (see ``save(to:)``), keeping the file that was
+    /// there as `previous`. At every moment both names hold a complete checkpoint (or nothing,
+    /// before the first saves): the old file is linked as `previous` before the new one replaces
+    /// `url`, and a failed write changes neither.
+    public func save(to url: URL, keepingPreviousAt previous: URL) throws {
+        let (tensors, fileMetadata) = try fileContents(for: url)
+        try SafeTensors.write(tensors, metadata: fileMetadata, to: url, beforeReplacing: {
+            try Checkpoint.keep(url, as: previous)
+        })
+    }
+
+    /// Makes `previous` a name of the file at `url` (if there is one), atomically replacing
+    /// whatever `previous` was.
+    private static func keep(_ url: URL, as previous: URL) throws {
+        guard FileManager.default.fileExists(atPath: url.path) else { return }
+        let staging = previous.deletingLastPathComponent()
+            .appendingPathComponent(".\(previous.lastPathComponent).\(getpid()).\(UInt32.random(in: 0 ... .max)).link").path
+        if link(url.path, staging) == 0 {
+            guard rename(staging, previous.path) == 0 else {
+                let reason = AtomicFile.errorText()
+                unlink(staging)
+                throw SafeTensorsError.writeFailed(file: url.path, reason: "cannot keep the previous checkpoint as '\(previous.path)': \(reason)")
+            }
+            return
+        }
+        // No hard links on this file system: move it; until the new file is renamed into
+        // place, only `previous` holds a checkpoint.
+        guard rename(url.path, previous.path) == 0 else {
+            throw SafeTensorsError.writeFailed(file: url.path, reason: "cannot keep the previous checkpoint as '\(previous.path)': \(AtomicFile.errorText())")
+        }
+    }
+
+    /// The first of `candidates` (newest first) that exists and loads, with what was wrong with
+    /// the ones before it (missing files are skipped silently).
+    ///
+    /// - Throws: the error of the first existing candidate when none loads, or
+    ///   ``SafeTensorsError/fileNotFound(file:)`` of the first when none exists.
+    public static func loadNewestIntact(_ candidates: [URL]) throws -> (checkpoint: Checkpoint, file: URL, refused: [(file: URL, error: any Error)]) {
+        var refused: [(file: URL, error: any Error)] = []
+        for url in candidates where FileManager.default.fileExists(atPath: url.path) {
+            do {
+                return (try load(from: url), url, refused)
+            } catch {
+                refused.append((url, error))
+            }
+        }
+        if let first = refused.first { throw first.error }
+        throw SafeTensorsError.fileNotFound(file: candidates.first?.path ?? "")
+    }
+
+    // MARK: Checksum
+
+    /// The CRC-32C state after the tensor table and the metadata (without the checksum entry);
+    /// the data section follows.
+    static func checksumOfTable(_ table: [(name: String, info: SafeTensors.TensorInfo)], metadata: [String: String]) -> CRC32C {
+        var canonical = ""
+        for (name, info) in table.sorted(by: { $0.name < $1.name }) {
+            canonical += "\(name)\0\(info.dtype.rawValue)\0\(info.shape.map(String.init).joined(separator: ","))\0"
+            canonical += "\(info.dataOffsets.lowerBound),\(info.dataOffsets.upperBound)\0"
+        }
+        canonical += "\u{1}"
+        for key in metadata.keys.sorted() where key != MetadataKey.checksum {
+            canonical += "\(key)\0\(metadata[key]!)\0"
+        }
+        var crc = CRC32C()
+        crc.update(Array(canonical.utf8))
+        return crc
+    }
+
+    static func checksumText(_ value: UInt32) -> String {
+        let digits = String(value, radix: 16)
+        return "crc32c:" + String(repeating: "0", count: 8 - digits.count) + digits
     }
 
     // MARK: Loading
@@ -126,7 +232,9 @@ public struct Checkpoint: Sendable, Equatable {
     ///   both name the file.
     public static func load(from url: URL) throws -> Checkpoint {
         let path = url.path
-        let (tensors, fileMetadata) = try SafeTensors.read(from: url)
+        let file = try MappedFile(path: path)
+        let header = try SafeTensors.parseHeader(file)
+        let fileMetadata = header.metadata
         func invalid(_ reason: String) -> CheckpointError { .invalidContent(file: path, reason: reason) }
         func integer(_ key: String) throws -> Int {
             guard let text = fileMetadata[key] else { throw invalid("missing metadata '\(key)'") }
@@ -137,9 +245,19 @@ public struct Checkpoint: Sendable, Equatable {
         guard let versionText = fileMetadata[MetadataKey.version] else {
             throw CheckpointError.notACheckpoint(file: path)
         }
-        guard let version = Int(versionText), version == formatVersion else {
-            throw invalid("unsupported checkpoint format version '\(versionText)' (this build reads version \(formatVersion))")
+        guard let version = Int(versionText), readableVersions.contains(version) else {
+            throw invalid("unsupported checkpoint format version '\(versionText)' (this build reads versions \(readableVersions.lowerBound) to \(readableVersions.upperBound))")
         }
+        if version >= firstVersionWithChecksum {
+            guard let stored = fileMetadata[MetadataKey.checksum] else {
+                throw invalid("metadata '\(MetadataKey.checksum)' is missing (version \(version) files carry one)")
+            }
+            var crc = checksumOfTable(header.tensors.map { ($0.key, $0.value) }, metadata: fileMetadata)
+            crc.update(SafeTensors.dataSection(of: file, header))
+            let computed = checksumText(crc.value)
+            guard stored == computed else { throw CheckpointError.checksumMismatch(file: path, stored: stored, computed: computed) }
+        }
+        let tensors = SafeTensors.tensors(of: file, header)
         var checkpoint = Checkpoint(step: try integer(MetadataKey.step), epoch: try integer(MetadataKey.epoch))
 
         guard let modelsText = fileMetadata[MetadataKey.models],
@@ -222,11 +340,14 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable, Sendable
     case notACheckpoint(file: String)
     /// The contents are inconsistent or cannot be represented.
     case invalidContent(file: String, reason: String)
+    /// The checksum stored in the file does not match its contents: the file was damaged after
+    /// it was written.
+    case checksumMismatch(file: String, stored: String, computed: String)
 
     /// The path of the file concerned.
     public var file: String {
         switch self {
-        case .notACheckpoint(let file), .invalidContent(let file, _): return file
+        case .notACheckpoint(let file), .invalidContent(let file, _), .checksumMismatch(let file, _, _): return file
         }
     }
 
@@ -236,6 +357,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable, Sendable
             return "'\(file)' is not a FuseKit checkpoint (no 'fusekit.checkpoint' metadata)"
         case .invalidContent(let file, let reason):
             return "checkpoint '\(file)' is invalid: \(reason)"
+        case .checksumMismatch(let file, let stored, let computed):
+            return "checkpoint '\(file)' is corrupt: its contents have checksum \(computed) but it was written with \(stored) (damaged after it was written)"
         }
     }
 }

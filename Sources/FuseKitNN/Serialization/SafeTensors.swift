@@ -46,6 +46,11 @@ public enum SafeTensors {
     public static func read(from url: URL) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
         let file = try MappedFile(path: url.path)
         let header = try parseHeader(file)
+        return (tensors(of: file, header), header.metadata)
+    }
+
+    /// Every tensor of a validated file, converted to Float32.
+    static func tensors(of file: MappedFile, _ header: Header) -> [String: Tensor] {
         var tensors: [String: Tensor] = [:]
         tensors.reserveCapacity(header.tensors.count)
         let data = file.base.map { $0 + header.dataStart }
@@ -56,7 +61,39 @@ public enum SafeTensors {
             }
             tensors[name] = tensor
         }
-        return (tensors, header.metadata)
+        return tensors
+    }
+
+    /// The data section (the tensors' bytes) of a validated file.
+    static func dataSection(of file: MappedFile, _ header: Header) -> UnsafeRawBufferPointer {
+        guard let base = file.base else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: base + header.dataStart, count: file.size - header.dataStart)
+    }
+
+    /// Reads a weights file as ``read(from:)`` does, requiring every tensor to be finite.
+    ///
+    /// - Throws: ``SafeTensorsError/nonFinite(file:tensor:count:index:)`` naming the first tensor
+    ///   (in name order) that holds NaN or infinite values, or the errors of ``read(from:)``.
+    public static func readWeights(from url: URL) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+        let (tensors, metadata) = try read(from: url)
+        try requireFinite(tensors, file: url.path)
+        return (tensors, metadata)
+    }
+
+    /// Throws ``SafeTensorsError/nonFinite(file:tensor:count:index:)`` for the first tensor (in
+    /// name order) holding NaN or infinite values.
+    static func requireFinite(_ tensors: [String: Tensor], file: String) throws {
+        for name in tensors.keys.sorted() {
+            let (count, first) = tensors[name]!.withUnsafeBufferPointer { values -> (Int, Int) in
+                var count = 0, first = -1
+                for i in values.indices where !values[i].isFinite {
+                    if first < 0 { first = i }
+                    count += 1
+                }
+                return (count, first)
+            }
+            if count > 0 { throw SafeTensorsError.nonFinite(file: file, tensor: name, count: count, index: first) }
+        }
     }
 
     /// Reads only the header: each tensor's dtype, shape and byte range, and the metadata (the
@@ -73,12 +110,18 @@ public enum SafeTensors {
     ///
     /// - Throws: ``SafeTensorsError/writeFailed(file:reason:)`` (the destination unchanged).
     public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to url: URL) throws {
-        let names = tensors.keys.sorted()
-        if let reserved = names.first(where: { $0 == metadataKey || $0.isEmpty }) {
+        try write(tensors, metadata: metadata, to: url, beforeReplacing: {})
+    }
+
+    /// ``write(_:metadata:to:)``, running `beforeReplacing` once the new file is complete on disk
+    /// and just before it replaces `url` (see ``AtomicFile/write(to:beforeReplacing:_:)``).
+    static func write(_ tensors: [String: Tensor], metadata: [String: String], to url: URL,
+                      beforeReplacing: () throws -> Void) throws {
+        if let reserved = tensors.keys.first(where: { $0 == metadataKey || $0.isEmpty }) {
             throw SafeTensorsError.writeFailed(file: url.path, reason: "'\(reserved)' cannot be a tensor name")
         }
-        let header = encodeHeader(names: names, tensors: tensors, metadata: metadata)
-        try AtomicFile.write(to: url) { sink in
+        let header = encodeHeader(tensors: tensors, metadata: metadata)
+        try AtomicFile.write(to: url, beforeReplacing: beforeReplacing) { sink in
             var prefix = [UInt8](repeating: 0, count: 8)
             let length = UInt64(header.count).littleEndian
             withUnsafeBytes(of: length) { bytes in
@@ -86,16 +129,20 @@ public enum SafeTensors {
             }
             try sink.append(prefix)
             try sink.append(header)
-            for name in names {
-                guard let tensor = tensors[name], tensor.count > 0 else { continue }
-                #if _endian(little)
-                try tensor.withUnsafeBufferPointer { try sink.append(UnsafeRawBufferPointer($0)) }
-                #else
-                let swapped = tensor.withUnsafeBufferPointer { $0.map { $0.bitPattern.littleEndian } }
-                try swapped.withUnsafeBytes { try sink.append($0) }
-                #endif
+            for (name, _) in layout(of: tensors) {
+                try withStoredBytes(of: tensors[name]!) { try sink.append($0) }
             }
         }
+    }
+
+    /// Runs `body` on a tensor's bytes as a file stores them (F32 little-endian).
+    static func withStoredBytes<R>(of tensor: Tensor, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        #if _endian(little)
+        return try tensor.withUnsafeBufferPointer { try body(UnsafeRawBufferPointer($0)) }
+        #else
+        let swapped = tensor.withUnsafeBufferPointer { $0.map { $0.bitPattern.littleEndian } }
+        return try swapped.withUnsafeBytes { try body($0) }
+        #endif
     }
 
     // MARK: - Header
@@ -107,9 +154,20 @@ public enum SafeTensors {
         var dataStart: Int
     }
 
-    /// The JSON header of `names` (sorted) with contiguous F32 data offsets, padded with spaces
-    /// to a multiple of 8 bytes.
-    static func encodeHeader(names: [String], tensors: [String: Tensor], metadata: [String: String]) -> [UInt8] {
+    /// Where ``write(_:metadata:to:)`` puts each tensor: F32, names sorted, data contiguous.
+    static func layout(of tensors: [String: Tensor]) -> [(name: String, info: TensorInfo)] {
+        var offset = 0
+        return tensors.keys.sorted().map { name in
+            let tensor = tensors[name]!
+            let byteCount = tensor.count * MemoryLayout<Float>.size
+            defer { offset += byteCount }
+            return (name, TensorInfo(dtype: .float32, shape: tensor.shape, dataOffsets: offset..<(offset + byteCount)))
+        }
+    }
+
+    /// The JSON header of `tensors` as ``layout(of:)`` places them, padded with spaces to a
+    /// multiple of 8 bytes.
+    static func encodeHeader(tensors: [String: Tensor], metadata: [String: String]) -> [UInt8] {
         var json = "{"
         var first = true
         if !metadata.isEmpty {
@@ -118,16 +176,12 @@ public enum SafeTensors {
             json += "}"
             first = false
         }
-        var offset = 0
-        for name in names {
-            guard let tensor = tensors[name] else { continue }
-            let byteCount = tensor.count * MemoryLayout<Float>.size
+        for (name, info) in layout(of: tensors) {
             if !first { json += "," }
             first = false
             json += jsonString(name)
-            json += ":{\"dtype\":\"F32\",\"shape\":[" + tensor.shape.map(String.init).joined(separator: ",")
-            json += "],\"data_offsets\":[\(offset),\(offset + byteCount)]}"
-            offset += byteCount
+            json += ":{\"dtype\":\"\(info.dtype.rawValue)\",\"shape\":[" + info.shape.map(String.init).joined(separator: ",")
+            json += "],\"data_offsets\":[\(info.dataOffsets.lowerBound),\(info.dataOffsets.upperBound)]}"
         }
         json += "}"
         var bytes = Array(json.utf8)

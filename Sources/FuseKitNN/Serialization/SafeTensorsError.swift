@@ -20,13 +20,17 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable, Sendabl
     case shapeMismatch(file: String, tensor: String, reason: String)
     /// Writing failed (the destination is unchanged).
     case writeFailed(file: String, reason: String)
+    /// A tensor of a weights file holds NaN or infinite values (`count` of them, the first at
+    /// flat index `index`).
+    case nonFinite(file: String, tensor: String, count: Int, index: Int)
 
     /// The path of the file concerned.
     public var file: String {
         switch self {
         case .fileNotFound(let file), .unreadable(let file, _), .truncated(let file, _),
              .headerTooLarge(let file, _, _), .malformedHeader(let file, _), .unknownDType(let file, _, _),
-             .invalidOffsets(let file, _), .shapeMismatch(let file, _, _), .writeFailed(let file, _):
+             .invalidOffsets(let file, _), .shapeMismatch(let file, _, _), .writeFailed(let file, _),
+             .nonFinite(let file, _, _, _):
             return file
         }
     }
@@ -51,6 +55,8 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable, Sendabl
             return "safetensors file '\(file)': tensor '\(tensor)' does not match its data: \(reason)"
         case .writeFailed(let file, let reason):
             return "cannot write safetensors file '\(file)': \(reason)"
+        case .nonFinite(let file, let tensor, let count, let index):
+            return "safetensors file '\(file)': tensor '\(tensor)' holds \(count) NaN or infinite value\(count == 1 ? "" : "s") (the first at index \(index)): the weights are damaged or come from a diverged run"
         }
     }
 }

@@ -1,0 +1,3 @@
+import FuzzHarnesses
+
+Fuzzing.run { ImageHarness.run($0, fileExtension: "png") }
