@@ -7,7 +7,7 @@ struct FuseKitCommand: ParsableCommand {
         commandName: "fusekit",
         abstract: "Task-driven infrared-visible image fusion (TDFusion) on the CPU.",
         version: FuseKitVersion.string,
-        subcommands: [VersionCommand.self, DemoCommand.self, FuseCommand.self, TrainCommand.self, GradcheckCommand.self, RecipeCommand.self, PluginsCommand.self, BenchCommand.self, EvalCommand.self, EvalSegmentationCommand.self, EvalDetectionCommand.self])
+        subcommands: [VersionCommand.self, DemoCommand.self, FuseCommand.self, ConvertCommand.self, TrainCommand.self, GradcheckCommand.self, RecipeCommand.self, PluginsCommand.self, BenchCommand.self, EvalCommand.self, EvalSegmentationCommand.self, EvalDetectionCommand.self])
 }
 
 struct VersionCommand: ParsableCommand {

@@ -79,7 +79,8 @@ public struct ModelSettings: Sendable {
     public var optimizer: OptimizerSettings
     /// Learning-rate schedule (stepped per epoch or per step, see ``TrainingSettings/scheduleUnit``).
     public var schedule: LearningRateSchedule
-    /// Initial weights (a safetensors file with the plugin's parameter names), if any.
+    /// Initial weights, if any: any file ``WeightsFile`` reads (a PyTorch `.pth`, safetensors, a
+    /// FuseKit checkpoint), as `PATH` or `PATH#PREFIX`, with the plugin's parameter names.
     public var weights: String?
 }
 

@@ -104,7 +104,7 @@ public final class MetaTrainer {
     /// Initial states: the recipe's weights files, else fresh initialisation from the seed.
     public func initialState() throws -> State {
         func initial(_ module: any Module, _ role: String, _ salt: UInt64) throws -> ModelState {
-            if let tensors = setup.initialWeights[role] { return try module.loadState(from: tensors) }
+            if let tensors = setup.initialWeights[role] { return try module.loadState(from: tensors, alias: StateDictAliases.convDuplicates) }
             return module.initialState(seed: recipe.seed &+ salt)
         }
         return State(fusion: try initial(setup.fusion, ModelRole.fusion, 1),

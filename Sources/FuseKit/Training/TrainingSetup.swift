@@ -45,7 +45,7 @@ public struct TrainingSetup: Sendable {
         }
         var weights: [String: [String: Tensor]] = [:]
         for (role, settings) in [("fusion", recipe.fusion), ("lossGenerator", recipe.lossGenerator), ("task", recipe.task.model)] {
-            if let path = settings.weights { weights[role] = try SafeTensors.read(from: URL(fileURLWithPath: path)).tensors }
+            if let path = settings.weights { weights[role] = try WeightsFile.read(WeightsReference(path), checkpointModel: role).tensors }
         }
         return TrainingSetup(recipe: recipe, fusion: fusion, lossGenerator: generator, task: task, trainSource: train,
                              testSource: test, initialWeights: weights)
