@@ -63,7 +63,7 @@ import Testing
         #expect(first.file != second.file)
         let events = try EventFile.read(second.file)
         #expect(events.count == 2)
-        #expect(events[1].int(2) == 12 && events[1].message(6)?.int(1) == 1) // SessionLog START
+        #expect(events[1].int(2) == 12 && events[1].message(7)?.int(1) == 1) // SessionLog START (field 7)
     }
 
     @Test func theDecoderCatchesDamagedRecords() throws {

@@ -9,7 +9,7 @@ import FuseKitNN
 ///
 /// ```
 /// Event          { double wall_time [1]; int64 step [2]; string file_version [3];
-///                  Summary summary [5]; SessionLog session_log [6] }
+///                  Summary summary [5]; SessionLog session_log [7] }
 /// SessionLog     { SessionStatus status [1] }                    // START = 1
 /// Summary        { repeated Value value [1] }
 /// Summary.Value  { string tag [1]; float simple_value [2]; Image image [4];
@@ -21,6 +21,7 @@ import FuseKitNN
 ///                                                                // DT_STRING = 7; a scalar has no dims
 /// ```
 ///
+/// (The numbers were checked against the `tensorboard` package's compiled descriptors.)
 /// Scalars are `simple_value`s, images are PNG `Summary.Image`s (the image dashboard reads
 /// both directly), and text is a scalar string tensor tagged with the `text` plugin (whose
 /// `TextPluginData` content is empty at version 0).
@@ -54,7 +55,7 @@ enum TensorBoardEncoding {
         var event = ProtobufWriter()
         event.double(1, wallTime)
         event.varint(2, UInt64(bitPattern: Int64(step)))
-        event.message(6, log)
+        event.message(7, log)
         return event.bytes
     }
 
