@@ -9,7 +9,9 @@ let package = Package(
         .library(name: "RestormerFusion", targets: ["RestormerFusion"]),
         .library(name: "SegFormerTask", targets: ["SegFormerTask"]),
         .library(name: "YOLOTask", targets: ["YOLOTask"]),
-        .executable(name: "fusekit", targets: ["FuseKitCLI"]),
+        .library(name: "FuseKitPlugins", targets: ["FuseKitPlugins"]),
+        .library(name: "FuseKitCLI", targets: ["FuseKitCLI"]),
+        .executable(name: "fusekit", targets: ["fusekit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -38,12 +40,14 @@ let package = Package(
         .target(name: "SegFormerTask", dependencies: ["FuseKit"], path: "Plugins/SegFormerTask"),
         .target(name: "YOLOTask", dependencies: ["FuseKit"], path: "Plugins/YOLOTask"),
 
-        .executableTarget(
-            name: "FuseKitCLI",
-            dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // The command line: its commands as a library (no plugin names), the one file that registers
+        // FuseKit's plugins, and the executable that joins them.
+        .target(name: "FuseKitCLI", dependencies: ["FuseKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .target(name: "FuseKitPlugins", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask"]),
+        .executableTarget(name: "fusekit", dependencies: ["FuseKitCLI", "FuseKitPlugins"]),
 
         .testTarget(name: "FuseKitTensorTests", dependencies: ["FuseKitTensor"]),
-        .testTarget(name: "FuseKitTests", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask"]),
+        .testTarget(name: "FuseKitTests", dependencies: ["FuseKit", "FuseKitPlugins", "RestormerFusion", "SegFormerTask", "YOLOTask"]),
         .testTarget(name: "FuseKitNNTests", dependencies: ["FuseKitNN"], exclude: ["Fixtures"]),
         .testTarget(name: "RestormerFusionTests", dependencies: ["RestormerFusion", "FuseKit"], exclude: ["Fixtures"]),
         .testTarget(name: "SegFormerTaskTests", dependencies: ["SegFormerTask", "FuseKit"], exclude: ["Fixtures"]),

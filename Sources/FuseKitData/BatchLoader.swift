@@ -19,6 +19,11 @@ public struct BatchOptions: Sendable, Equatable {
     public var modalitySwap: Bool
     /// Also produce the colour visible images.
     public var includeColorVisible: Bool
+    /// Random scales, one drawn per sample and applied before cropping (images bilinear, labels
+    /// nearest); each sample then gets its own crop offset, and a scaled image smaller than the
+    /// crop is centred in zero padding (labels 255), marked in ``TrainingBatch/validMask``.
+    /// Empty: no scaling, one crop offset per batch.
+    public var scales: [Double] = []
     /// Shuffle the sample order every epoch.
     public var shuffle: Bool
     /// Drop the last, incomplete batch of an epoch.
@@ -47,7 +52,7 @@ public struct BatchOptions: Sendable, Equatable {
         lhs.batchSize == rhs.batchSize && lhs.cropSize?.width == rhs.cropSize?.width && lhs.cropSize?.height == rhs.cropSize?.height
             && lhs.randomFlips == rhs.randomFlips && lhs.randomRotations == rhs.randomRotations && lhs.modalitySwap == rhs.modalitySwap
             && lhs.includeColorVisible == rhs.includeColorVisible && lhs.shuffle == rhs.shuffle && lhs.dropLast == rhs.dropLast
-            && lhs.seed == rhs.seed
+            && lhs.seed == rhs.seed && lhs.scales == rhs.scales
     }
 }
 
@@ -61,6 +66,9 @@ public struct SampleAugmentation: Sendable, Equatable {
     public var flipVertically: Bool
     /// Counterclockwise quarter turns (last).
     public var quarterTurns: Int
+    /// The scale applied before the crop (1: none); with a scale, ``crop`` is in scaled pixels
+    /// and may extend past the scaled image (padding).
+    public var scale: Double = 1
 
     /// An augmentation from its parts.
     public init(crop: (x: Int, y: Int, width: Int, height: Int)? = nil, flipHorizontally: Bool = false,
@@ -74,7 +82,7 @@ public struct SampleAugmentation: Sendable, Equatable {
     public static func == (lhs: SampleAugmentation, rhs: SampleAugmentation) -> Bool {
         lhs.crop?.x == rhs.crop?.x && lhs.crop?.y == rhs.crop?.y && lhs.crop?.width == rhs.crop?.width
             && lhs.crop?.height == rhs.crop?.height && lhs.flipHorizontally == rhs.flipHorizontally
-            && lhs.flipVertically == rhs.flipVertically && lhs.quarterTurns == rhs.quarterTurns
+            && lhs.flipVertically == rhs.flipVertically && lhs.quarterTurns == rhs.quarterTurns && lhs.scale == rhs.scale
     }
 
     /// Applies the augmentation to an image.
@@ -145,6 +153,8 @@ public struct TrainingBatch: Sendable {
     public var visible: Tensor
     /// Colour visible images [B, 3, H, W], when requested (not swapped).
     public var visibleColor: Tensor?
+    /// 1 on image pixels, 0 on padding [B, 1, H, W], when scale augmentation padded a crop.
+    public var validMask: Tensor?
     /// Segmentation labels [B, H, W] as Float class indices (255 = ignore), when the samples have masks.
     public var segmentation: Tensor?
     /// Boxes per item (normalised to the batch's H x W).
@@ -219,6 +229,9 @@ public struct BatchLoader: Sendable {
         let samples = try indices.map { try source.sample(at: $0, includeColor: options.includeColorVisible) }
         var random = RandomGenerator(seed: Self.mix(options.seed, UInt64(bitPattern: Int64(epoch)), UInt64(index), 0x4241_5443))
 
+        if !options.scales.isEmpty, let crop = options.cropSize {
+            return try makeScaledBatch(samples, crop: crop, random: &random)
+        }
         // One crop offset for the whole batch.
         var cropRect: (x: Int, y: Int, width: Int, height: Int)?
         if let crop = options.cropSize {
@@ -255,12 +268,66 @@ public struct BatchLoader: Sendable {
             augmented.append(out)
         }
 
+        return try assemble(augmented, augmentations: augmentations, valid: nil, width: outWidth, height: outHeight)
+    }
+
+    /// Batches with scale augmentation: per sample, a random scale, then a random crop offset
+    /// (zero padding where the crop is larger than the scaled image), then the flips and turns.
+    func makeScaledBatch(_ samples: [PairedSample], crop: (width: Int, height: Int), random: inout RandomGenerator) throws -> TrainingBatch {
+        var augmented: [PairedSample] = [], augmentations: [SampleAugmentation] = [], valid: [Image] = []
+        for sample in samples {
+            let scale = options.scales[random.nextInt(below: options.scales.count)]
+            let w = Swift.max(1, Int((Double(sample.width) * scale).rounded())), h = Swift.max(1, Int((Double(sample.height) * scale).rounded()))
+            // A random window where the scaled image is larger than the crop, else the image
+            // centred in zero padding (MRFS's TrainPre: pad // 2 before, the rest after).
+            let x = w > crop.width ? random.nextInt(below: w - crop.width + 1) : -((crop.width - w) / 2)
+            let y = h > crop.height ? random.nextInt(below: h - crop.height + 1) : -((crop.height - h) / 2)
+            func window(_ image: Image) -> Image {
+                image.resized(width: w, height: h).cropped(x: x, y: y, width: crop.width, height: crop.height, padding: 0)
+            }
+            var out = sample
+            out.infrared = window(sample.infrared)
+            out.visible = window(sample.visible)
+            out.visibleColor = sample.visibleColor.map(window)
+            out.segmentation = sample.segmentation.map {
+                $0.resized(width: w, height: h).cropped(x: x, y: y, width: crop.width, height: crop.height, padding: 255)
+            }
+            out.boxes = SampleAugmentation(crop: (x, y, crop.width, crop.height)).apply(to: sample.boxes, imageWidth: w, imageHeight: h)
+            var mask = Image(width: w, height: h, channels: 1, repeating: 1).cropped(x: x, y: y, width: crop.width, height: crop.height, padding: 0)
+            var augmentation = SampleAugmentation(crop: nil)
+            if options.randomFlips {
+                augmentation.flipHorizontally = random.nextInt(below: 2) == 1
+                augmentation.flipVertically = random.nextInt(below: 2) == 1
+            }
+            if options.randomRotations {
+                augmentation.quarterTurns = crop.width == crop.height ? random.nextInt(below: 4) : 2 * random.nextInt(below: 2)
+            }
+            out.infrared = augmentation.apply(to: out.infrared)
+            out.visible = augmentation.apply(to: out.visible)
+            out.visibleColor = out.visibleColor.map { augmentation.apply(to: $0) }
+            out.segmentation = out.segmentation.map { augmentation.apply(to: $0) }
+            out.boxes = augmentation.apply(to: out.boxes, imageWidth: crop.width, imageHeight: crop.height)
+            mask = augmentation.apply(to: mask)
+            augmentation.crop = (x, y, crop.width, crop.height)
+            augmentation.scale = scale
+            augmented.append(out)
+            augmentations.append(augmentation)
+            valid.append(mask)
+        }
+        return try assemble(augmented, augmentations: augmentations, valid: valid, width: crop.width, height: crop.height)
+    }
+
+    /// The batch tensors of augmented samples (doubled with the modalities swapped when asked).
+    func assemble(_ augmented: [PairedSample], augmentations: [SampleAugmentation], valid: [Image]?,
+                  width outWidth: Int, height outHeight: Int) throws -> TrainingBatch {
+        var augmentations = augmentations
         let withMasks = augmented.filter { $0.segmentation != nil }.count
         guard withMasks == 0 || withMasks == augmented.count else {
             let missing = augmented.first { $0.segmentation == nil }!
             throw DatasetError.batchMismatch("pair '\(missing.name)' has no segmentation mask but other pairs of its batch do")
         }
 
+        var valid = valid
         var infrared = augmented.map(\.infrared)
         var visible = augmented.map(\.visible)
         var names = augmented.map(\.name)
@@ -277,6 +344,7 @@ public struct BatchLoader: Sendable {
             boxes += boxes
             swapped += [Bool](repeating: true, count: augmented.count)
             augmentations += augmentations
+            valid = valid.map { $0 + $0 }
         }
 
         var labelTensor: Tensor?
@@ -290,7 +358,8 @@ public struct BatchLoader: Sendable {
             labelTensor = tensor
         }
         return TrainingBatch(names: names, infrared: Image.batchTensor(infrared), visible: Image.batchTensor(visible),
-                             visibleColor: color.isEmpty ? nil : Image.batchTensor(color), segmentation: labelTensor,
+                             visibleColor: color.isEmpty ? nil : Image.batchTensor(color), validMask: valid.map(Image.batchTensor),
+                             segmentation: labelTensor,
                              boxes: boxes, isSwapped: swapped, augmentations: augmentations)
     }
 }

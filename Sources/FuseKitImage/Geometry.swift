@@ -217,3 +217,45 @@ extension LabelMap {
         return LabelMap(width: newWidth, height: newHeight, values: out)
     }
 }
+
+extension PlaneGeometry {
+    /// The `cropWidth` x `cropHeight` window at (`x`, `y`) of each plane, with `fill` wherever
+    /// the window lies outside the image.
+    static func paddedCrop<T>(_ values: [T], width: Int, height: Int, planes: Int, x: Int, y: Int,
+                              cropWidth: Int, cropHeight: Int, fill: T) -> [T] {
+        var out = [T](repeating: fill, count: planes * cropWidth * cropHeight)
+        for p in 0..<planes {
+            for row in 0..<cropHeight {
+                let sy = y + row
+                guard sy >= 0 && sy < height else { continue }
+                for col in 0..<cropWidth {
+                    let sx = x + col
+                    guard sx >= 0 && sx < width else { continue }
+                    out[(p * cropHeight + row) * cropWidth + col] = values[(p * height + sy) * width + sx]
+                }
+            }
+        }
+        return out
+    }
+}
+
+extension Image {
+    /// The window of `width` x `height` pixels at (`x`, `y`), which may extend past the image;
+    /// pixels outside are `fill` (MRFS's zero padding of crops larger than a down-scaled image).
+    public func cropped(x: Int, y: Int, width cropWidth: Int, height cropHeight: Int, padding fill: Float) -> Image {
+        precondition(cropWidth > 0 && cropHeight > 0, "Image.cropped: an empty window \(cropWidth)x\(cropHeight)")
+        return Image(width: cropWidth, height: cropHeight, channels: channels, bitDepth: bitDepth,
+                     pixels: PlaneGeometry.paddedCrop(pixels, width: width, height: height, planes: channels, x: x, y: y,
+                                                      cropWidth: cropWidth, cropHeight: cropHeight, fill: fill))
+    }
+}
+
+extension LabelMap {
+    /// The window at (`x`, `y`), which may extend past the map; labels outside are `fill`.
+    public func cropped(x: Int, y: Int, width cropWidth: Int, height cropHeight: Int, padding fill: Int32) -> LabelMap {
+        precondition(cropWidth > 0 && cropHeight > 0, "LabelMap.cropped: an empty window \(cropWidth)x\(cropHeight)")
+        return LabelMap(width: cropWidth, height: cropHeight,
+                        values: PlaneGeometry.paddedCrop(values, width: width, height: height, planes: 1, x: x, y: y,
+                                                         cropWidth: cropWidth, cropHeight: cropHeight, fill: fill))
+    }
+}

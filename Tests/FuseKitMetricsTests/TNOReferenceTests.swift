@@ -13,6 +13,11 @@ func sharedDataFolder() -> URL {
     return repository.deletingLastPathComponent().appendingPathComponent("shared/data")
 }
 
+/// Whether the TNO pairs of the shared data folder are there (tests that read them are skipped
+/// with this reason otherwise).
+let sharedTNOAvailable = FileManager.default.fileExists(atPath: sharedDataFolder().appendingPathComponent("tno/average-fusion-metrics.json").path)
+let sharedTNOMissing: Comment = "needs the TNO pairs in ../shared/data/tno (or FUSEKIT_SHARED_DATA), which are absent"
+
 struct ReferenceFile: Decodable {
     struct Entry: Decodable {
         var name: String
@@ -40,7 +45,7 @@ struct ReferenceFile: Decodable {
     var mean: [String: Double]
 }
 
-@Suite("TNO reference values")
+@Suite("TNO reference values", .enabled(if: sharedTNOAvailable, sharedTNOMissing))
 struct TNOReferenceTests {
     static let tno = sharedDataFolder().appendingPathComponent("tno")
 
@@ -49,12 +54,10 @@ struct TNOReferenceTests {
         return try JSONDecoder().decode(ReferenceFile.self, from: data)
     }
 
-    static func tolerance(_ metric: FusionMetric) -> Double {
-        switch metric {
-        case .mi, .vif, .ssim: return 1e-3
-        default: return 1e-4
-        }
-    }
+    /// The relative error every metric stays below, per image and for the mean; the README
+    /// states the same figure. (metrics.md asks for 1e-4, and 1e-3 for MI, VIF and SSIM; the
+    /// implementation reproduces the evaluator far more closely, so the tests hold it to that.)
+    static let tolerance = 1e-6
 
     @Test("all nine metrics reproduce the evaluator on the 25 TNO pairs")
     func reproducesReference() throws {
@@ -73,13 +76,13 @@ struct TNOReferenceTests {
                 let relative = abs(actual - expected) / abs(expected)
                 worst[metric] = max(worst[metric] ?? 0, relative)
                 sums[metric, default: 0] += actual
-                #expect(relative < Self.tolerance(metric), "\(entry.name) \(metric.rawValue): \(actual) vs \(expected)")
+                #expect(relative < Self.tolerance, "\(entry.name) \(metric.rawValue): \(actual) vs \(expected)")
             }
         }
         for metric in FusionMetric.allCases {
             let mean = sums[metric]! / Double(reference.images.count)
             let expected = try #require(reference.mean[metric.rawValue])
-            #expect(abs(mean - expected) / abs(expected) < Self.tolerance(metric), "mean \(metric.rawValue)")
+            #expect(abs(mean - expected) / abs(expected) < Self.tolerance, "mean \(metric.rawValue)")
         }
         let report = FusionMetric.allCases.map { "\($0.rawValue) \(String(format: "%.2e", worst[$0] ?? 0))" }.joined(separator: ", ")
         print("TNO worst relative errors: \(report)")

@@ -95,20 +95,6 @@ import Testing
         })
     }
 
-    @Test func spatialReductionAttention() {
-        let attention = SpatialReductionAttention(dim: 8, heads: 2, reduction: 2)
-        #expect(attention.namedSpecs().map(\.name) == ["q.weight", "q.bias", "kv.weight", "kv.bias", "proj.weight", "proj.bias",
-                                                        "sr.weight", "sr.bias", "norm.weight", "norm.bias"])
-        let state = attention.initialState(seed: 2)
-        var inputs = state.parameters
-        inputs["tokens"] = Self.normal([2, 12, 8], seed: 14)
-        Self.report(GradientCheck.check("SpatialReductionAttention", parameters: inputs) { d in
-            var p = d
-            let x = p.removeValue(forKey: "tokens")!
-            return attention(x, height: 3, width: 4, Scope(parameters: p))
-        })
-    }
-
     @Test func dropoutAndDropPath() {
         let x = Tensor.ones([4, 1000])
         let drop = Dropout(0.25)

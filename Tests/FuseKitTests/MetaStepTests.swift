@@ -5,8 +5,8 @@ import Testing
 /// The exact hypergradient against central finite differences of the end-to-end meta objective.
 @Suite struct MetaStepTests {
     static func problem(eta: Float, generatorGain: Float = 1, taskGain: Float = 1) -> MetaStepProblem {
-        let f = RestormerFusion(dim: 4, blocks: 1, heads: 2)
-        let g = RestormerLossGenerator(dim: 4, blocks: 1, heads: 2)
+        let tiny = RestormerConfiguration.with { $0.dim = 4; $0.blocks = 1; $0.heads = 2 }
+        let f = RestormerFusion(tiny), g = RestormerLossGenerator(tiny)
         let t = SmoothTinySegmenter(classes: 3)
         var gState = g.initialState(seed: 2)
         // A slope of 1 keeps G's PReLU smooth for finite differences.
@@ -73,10 +73,9 @@ import Testing
 @Suite struct PluginGradcheckTests {
     /// A fusion net with one deliberately wrong derivative (its square's rules are 3% off).
     struct SlightlyWrongFusion: FusionNet {
-        let conv = Conv2d(2, 1, kernelSize: 3)
-        var children: [(name: String, module: any Module)] { [("conv", conv)] }
+        let conv = Child("conv", Conv2d(2, 1, kernelSize: 3))
         func fuse(_ sources: Tensor, _ p: Scope) -> Tensor {
-            let x = conv(sources, p.child("conv")).leakyRelu(slope: 0.01)
+            let x = conv(sources, p).leakyRelu(slope: 0.01)
             let y = withoutGradient { x.detached() * x.detached() }
             return y.recorded(op: "wrongSquare", inputs: [x], pullback: { g, _, _ in [g * x * 2.06] },
                               tangent: { t, _ in t[0].map { $0 * x * 2.06 } })
@@ -86,13 +85,13 @@ import Testing
     @Test func restormerPluginsPassAndAWrongRuleFails() throws {
         var registry = PluginRegistry()
         RestormerFusionPlugin.register(in: &registry)
-        registry.registerFusion("slightly-wrong", summary: "test", parameters: []) { _ in SlightlyWrongFusion() }
+        registry.registerFusion("slightly-wrong", summary: "test", configuration: NoParameters.self) { _ in SlightlyWrongFusion() }
         for name in ["restormer-fusion", "restormer-lpn"] {
             let kind: PluginKind = name == "restormer-fusion" ? .fusion : .lossGenerator
-            let report = try PluginGradcheck.check(try registry.descriptor(name, kind: kind), in: registry)
+            let report = PluginGradcheck.check(try registry.descriptor(name, kind: kind))
             #expect(report.passed, "\(report)")
         }
-        let wrong = try PluginGradcheck.check(try registry.descriptor("slightly-wrong", kind: .fusion), in: registry)
+        let wrong = PluginGradcheck.check(try registry.descriptor("slightly-wrong", kind: .fusion))
         #expect(!wrong.passed, "\(wrong)")
     }
 }

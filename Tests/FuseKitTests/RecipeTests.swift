@@ -19,30 +19,40 @@ import YOLOTask
     }
 
     static func build(_ recipe: Recipe) throws {
-        let registry = registry()
-        _ = try registry.makeFusion(recipe.fusion.plugin, recipe.fusion.parameters)
-        _ = try registry.makeLossGenerator(recipe.lossGenerator.plugin, recipe.lossGenerator.parameters)
-        _ = try registry.makeTask(recipe.task.model.plugin, recipe.task.model.parameters)
+        _ = try TrainingSetup.makeModels(recipe: recipe, registry: registry())
     }
 
     static func text(_ name: String) throws -> String {
         try String(contentsOf: recipes.appendingPathComponent(name), encoding: .utf8)
     }
 
-    @Test(arguments: ["demo.yaml", "tdfusion-msrs-segformer.yaml", "tdfusion-fmb-segformer.yaml",
-                      "tdfusion-m3fd-yolov8.yaml", "tdfusion-llvip-yolov8.yaml"])
+    /// Every recipe in `recipes/` is valid.
+    static var shipped: [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: recipes.path).filter { $0.hasSuffix(".yaml") }.sorted()) ?? []
+    }
+
+    @Test(arguments: shipped)
     func shippedRecipesAreValid(_ name: String) throws {
         let recipe = try Recipe.load(from: Self.recipes.appendingPathComponent(name))
         try Self.build(recipe)
-        if name != "demo.yaml" {
+        if name.hasPrefix("tdfusion-") {
             // The official settings.
-            #expect(recipe.training.epochs == 40 && recipe.training.metaSteps == 200)
-            #expect(recipe.fusion.optimizer.kind == .adam && recipe.fusion.optimizer.learningRate == 1e-4)
-            #expect(recipe.lossGenerator.optimizer.kind == .normalizedSGD)
+            let stage = try #require(recipe.stages.first)
+            #expect(recipe.stages.count == 1 && stage.strategy == .meta)
+            #expect(stage.epochs == 40 && stage.metaSteps == 200)
+            let fusion = try #require(recipe.model(.fusion)).optimization
+            #expect(fusion.optimizer.kind == .adam && fusion.optimizer.learningRate == 1e-4)
+            #expect(recipe.model(.lossGenerator)?.optimization.optimizer.kind == .normalizedSGD)
             #expect(recipe.data.batchSize == 2 && recipe.data.crop?.width == 256 && recipe.data.modalitySwap)
-            #expect(recipe.training.innerLearningRate == nil && recipe.training.hypergradient == .exact)
-            #expect(recipe.fusion.schedule == LearningRateSchedule(.step(size: 10, gamma: 0.1)))
+            #expect(stage.innerLearningRate == nil && stage.hypergradient == .exact)
+            #expect(fusion.schedule == LearningRateSchedule(.step(size: 10, gamma: 0.1)))
+            #expect(stage.trained.map(\.role) == [.fusion, .lossGenerator, .task])
         }
+    }
+
+    @Test func aLearnedLossWithoutALossGeneratorListsTheCandidates() {
+        #expect(Self.error(Self.base).hasPrefix("bad.yaml:2: the meta stage 'training' trains no 'loss-generator' model; learned fusion-loss weights need a 'loss-generator' model"))
+        #expect(Self.error(Self.base + "fusion-loss:\n  weights: fixed\n") == "no error")
     }
 
     @Test func swappingTheTaskNetIsOneLine() throws {
@@ -51,8 +61,9 @@ import YOLOTask
         let swapped = original.replacingOccurrences(of: String(line), with: "  plugin: tiny-conv-seg")
         let recipe = try Recipe.parse(swapped, file: "swapped.yaml")
         try Self.build(recipe)
-        #expect(recipe.task.model.plugin == "tiny-conv-seg")
-        #expect(try Self.registry().makeTask("tiny-conv-seg", recipe.task.model.parameters).kind == .segmentation(classes: 9))
+        let task = try #require(recipe.model(.task))
+        #expect(task.plugin == "tiny-conv-seg")
+        #expect(try Self.registry().makeTask("tiny-conv-seg", task.parameters).kind == .segmentation(classes: 9))
     }
 
     static func error(_ text: String) -> String {
@@ -77,23 +88,26 @@ import YOLOTask
 
     """
 
+    static let withGenerator = base + "loss-generator:\n  plugin: restormer-lpn\n"
+
     @Test func mistakesNameTheFileLineAndKey() {
-        #expect(Self.error(Self.base) == "no error")
-        #expect(Self.error(Self.base + "training:\n  epochs: 2\n  meta-step: 3\n")
-                == "bad.yaml:11: unknown key 'meta-step' in 'training'; did you mean 'meta-steps'? (allowed: epochs, meta-steps, inner-learning-rate, hypergradient, phases, fusion-task-weight, schedule-unit, fusion-steps-per-epoch, checkpoint-every, log-every, preview-pairs)")
-        #expect(Self.error(Self.base + "training:\n  epochs: ten\n") == "bad.yaml:10: 'training.epochs' must be an integer, got 'ten'")
-        #expect(Self.error(Self.base.replacingOccurrences(of: "plugin: restormer-fusion", with: "plugin: restormer-fuson"))
-                .hasPrefix("unknown fusion plugin 'restormer-fuson'; did you mean 'restormer-fusion'?"))
-        #expect(Self.error(Self.base.replacingOccurrences(of: "{ classes: 6 }", with: "{ clases: 6 }"))
+        #expect(Self.error(Self.withGenerator) == "no error")
+        let base = Self.withGenerator
+        #expect(Self.error(base + "training:\n  epochs: 2\n  meta-step: 3\n")
+                .hasPrefix("bad.yaml:13: unknown key 'meta-step' in 'training'; did you mean 'meta-steps'? (allowed: name, strategy, epochs,"))
+        #expect(Self.error(base + "training:\n  epochs: ten\n") == "bad.yaml:12: 'training.epochs' must be an integer, got 'ten'")
+        #expect(Self.error(base.replacingOccurrences(of: "plugin: restormer-fusion", with: "plugin: restormer-fuson"))
+                .hasPrefix("bad.yaml:5: model 'fusion': unknown plugin 'restormer-fuson'; did you mean 'restormer-fusion'?"))
+        #expect(Self.error(base.replacingOccurrences(of: "{ classes: 6 }", with: "{ clases: 6 }"))
                 == "tiny-conv-seg: unknown parameter 'clases' (line 8); did you mean 'classes'?")
-        #expect(Self.error(Self.base.replacingOccurrences(of: "{ classes: 6 }", with: "{ classes: six }"))
+        #expect(Self.error(base.replacingOccurrences(of: "{ classes: 6 }", with: "{ classes: six }"))
                 == "tiny-conv-seg: parameter 'classes' (line 8) must be an integer, got string six")
-        #expect(Self.error(Self.base + "hypergradient: exact\n").hasPrefix("bad.yaml:9: unknown key 'hypergradient'"))
-        #expect(Self.error(Self.base + "training:\n  hypergradient: exakt\n")
-                == "bad.yaml:10: 'training.hypergradient' must be one of exact, finite-difference, got 'exakt'; did you mean 'exact'?")
+        #expect(Self.error(base + "hypergradient: exact\n").hasPrefix("bad.yaml:11: unknown key 'hypergradient'"))
+        #expect(Self.error(base + "training:\n  hypergradient: exakt\n")
+                == "bad.yaml:12: 'training.hypergradient' must be one of exact, finite-difference, got 'exakt'; did you mean 'exact'?")
         #expect(Self.error("name: t\nfusion:\n  plugin: restormer-fusion\n") == "bad.yaml:1: missing required key 'data'")
         #expect(Self.error("name: t\ndata: [1, 2\n").hasPrefix("bad.yaml:3: malformed YAML"))
-        #expect(Self.error(Self.base + "evaluation:\n  metrics: [EN, XYZ]\n").hasPrefix("bad.yaml:10: unknown metric 'XYZ'"))
+        #expect(Self.error(base + "evaluation:\n  metrics: [EN, XYZ]\n").hasPrefix("bad.yaml:12: unknown metric 'XYZ'"))
     }
 
     @Test func missingRecipeFileIsNamed() {

@@ -4,21 +4,20 @@ import FuseKit
 /// differences have no kinks to straddle).
 struct SmoothTinySegmenter: TaskNet {
     let classes: Int
-    let conv1: Conv2d
-    let conv2: Conv2d
+    let conv1: Child<Conv2d>
+    let conv2: Child<Conv2d>
 
     init(classes: Int = 3, width: Int = 4) {
         self.classes = classes
-        conv1 = Conv2d(1, width, kernelSize: 3)
-        conv2 = Conv2d(width, classes, kernelSize: 1)
+        conv1 = Child("conv1", Conv2d(1, width, kernelSize: 3))
+        conv2 = Child("conv2", Conv2d(width, classes, kernelSize: 1))
     }
 
     var kind: TaskKind { .segmentation(classes: classes) }
     var inputChannels: Int { 1 }
-    var children: [(name: String, module: any Module)] { [("conv1", conv1), ("conv2", conv2)] }
 
     func logits(_ images: Tensor, _ p: Scope) -> Tensor {
-        conv2(conv1(images, p.child("conv1")).gelu(), p.child("conv2"))
+        conv2(conv1(images, p).gelu(), p)
     }
 
     func loss(_ images: Tensor, targets: TaskTargets, _ p: Scope) -> Tensor {
@@ -33,6 +32,12 @@ struct SmoothTinySegmenter: TaskNet {
     func predict(_ images: Tensor, _ p: Scope) -> TaskPredictions {
         .segmentation(logits(images, p).argmax(axis: 1))
     }
+}
+
+/// The test segmenter's parameters.
+struct TestSegmenterConfiguration: PluginConfiguration {
+    @Parameter("classes", .positive) var classes = 3
+    init() {}
 }
 
 enum TestData {

@@ -78,7 +78,7 @@ import Testing
     @Test func officialStyleCheckpointLoadsAndBadOnesAreNamed() throws {
         let official = try Self.load("refusion_official_style.safetensors")
         #expect(official.keys.contains("project_in_1.conv.weight"))
-        let small = RestormerFusion(dim: 8, blocks: 1, heads: 2)
+        let small = RestormerFusion(.with { $0.dim = 8; $0.blocks = 1; $0.heads = 2 })
         let state = try small.loadState(from: official, alias: RestormerFusion.officialAlias)
         #expect(state.parameters.count == small.namedSpecs().count)
         #expect(throws: StateDictError.unexpected(keys: ["project_in_1.conv.weight"])) {
@@ -130,7 +130,8 @@ import Testing
         // Tiny configuration: every parameter of F and G checked in both modes.
         var rng = RandomGenerator(seed: 3)
         let x = Tensor.uniform([1, 2, 5, 6], using: &rng)
-        let f = RestormerFusion(dim: 4, blocks: 1, heads: 2), g = RestormerLossGenerator(dim: 4, blocks: 1, heads: 2)
+        let tiny = RestormerConfiguration.with { $0.dim = 4; $0.blocks = 1; $0.heads = 2 }
+        let f = RestormerFusion(tiny), g = RestormerLossGenerator(tiny)
         let pf = f.initialState(seed: 1).parameters
         var pg = g.initialState(seed: 2).parameters
         // PReLU has a kink at 0 that finite differences cannot straddle; a slope of 1 removes it

@@ -39,8 +39,8 @@ public struct DemoRun {
 
     /// What the demo measured.
     public struct Report: Sendable {
-        public var learned: MetaTrainer.Result
-        public var fixed: MetaTrainer.Result
+        public var learned: Trainer.Result
+        public var fixed: Trainer.Result
         public var weights: WeightStatistics
         public var seconds: [String: Double]
     }
@@ -52,16 +52,19 @@ public struct DemoRun {
         }
         var seconds: [String: Double] = [:]
         var fixedRecipe = recipe
-        fixedRecipe.fusionLoss.weights = .fixed
-        var results: [MetaTrainer.Result] = []
+        for i in fixedRecipe.stages.indices where fixedRecipe.stages[i].strategy == .meta {
+            fixedRecipe.stages[i].fusionLoss.weights = .fixed
+            fixedRecipe.stages[i].trained.removeAll { $0.role == .lossGenerator }
+        }
+        var results: [Trainer.Result] = []
         var learnedSetup: TrainingSetup?
         for (name, r) in [("tdfusion", recipe), ("fixed-weights", fixedRecipe)] {
             let started = Date()
             let setup = try TrainingSetup.make(recipe: r, registry: registry)
             if learnedSetup == nil { learnedSetup = setup }
-            let trainer = try MetaTrainer(setup: setup, runDirectory: output.appendingPathComponent(name),
-                                          observer: observer(name, r.training.epochs))
-            guard let result = try trainer.run(recipeText: recipeText + (r.fusionLoss.weights == .fixed ? "\n# demo: fusion-loss.weights overridden to fixed\n" : "")) else {
+            let trainer = try Trainer(setup: setup, runDirectory: output.appendingPathComponent(name),
+                                          observer: observer(name, r.totalEpochs))
+            guard let result = try trainer.run(recipeText: recipeText + (r.stages.contains { $0.fusionLoss.weights == .fixed } ? "\n# demo: fusion-loss.weights overridden to fixed\n" : "")) else {
                 throw TrainingError.data("the demo run '\(name)' stopped early")
             }
             results.append(result)
@@ -80,10 +83,10 @@ public struct DemoRun {
     /// The held-out scenes (the test split of the recipe's synthetic data).
     func testScenes(_ s: SyntheticSettings) -> [SyntheticScene] {
         SyntheticSceneGenerator(width: s.width, height: s.height, nightProbability: s.nightFraction)
-            .scenes(count: s.testCount, seed: s.seed &+ 1_000_003)
+            .scenes(count: s.testCount, seed: RandomStream.syntheticTestScenes.seed(s.seed))
     }
 
-    func weightStatistics(setup: TrainingSetup, state: MetaTrainer.State, scenes testScenes: [SyntheticScene]) throws -> WeightStatistics {
+    func weightStatistics(setup: TrainingSetup, state: TrainingState, scenes testScenes: [SyntheticScene]) throws -> WeightStatistics {
         guard let generator = setup.lossGenerator else { throw TrainingError.data("the demo recipe needs a loss generator") }
         // Sums of the infrared weight inside / outside warm objects, per time of day and input order.
         var sums: [String: (total: Double, count: Int)] = [:]
@@ -93,7 +96,7 @@ public struct DemoRun {
             let ir = scene.infraredGray.tensor(), vi = scene.visibleGray.tensor()
             for swapped in [false, true] {
                 let sources = Tensor.concat(swapped ? [vi, ir] : [ir, vi], axis: 1)
-                let w = withoutGradient { generator.weights(sources, Scope(state.generator)) }
+                let w = withoutGradient { generator.weights(sources, Scope(state[.lossGenerator])) }
                 let infraredWeight = w.sliced(axis: 1, swapped ? 1..<2 : 0..<1).scalars
                 for (i, warm) in scene.warmMask.values.enumerated() {
                     let key = "\(scene.timeOfDay.rawValue)-\(warm != 0 ? "in" : "out")-\(swapped)"
@@ -114,12 +117,13 @@ public struct DemoRun {
     }
 
     /// Sources, both fusions, the w_a heat map and both segmentations of each held-out scene.
-    func writeImages(setup: TrainingSetup, learned: MetaTrainer.State, fixed: MetaTrainer.State, scenes: [SyntheticScene]) throws {
+    func writeImages(setup: TrainingSetup, learned: TrainingState, fixed: TrainingState, scenes: [SyntheticScene]) throws {
         let folder = output.appendingPathComponent("images")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let palette = [PaletteColor(red: 40, green: 40, blue: 40), PaletteColor(red: 230, green: 60, blue: 60),
                        PaletteColor(red: 60, green: 120, blue: 230), PaletteColor(red: 150, green: 150, blue: 150),
                        PaletteColor(red: 200, green: 160, blue: 90), PaletteColor(red: 70, green: 180, blue: 80)]
+        guard let fusion = setup.fusion, let task = setup.task else { throw TrainingError.data("the demo recipe needs a fusion net and a task net") }
         for (i, scene) in scenes.enumerated() {
             let name = String(format: "%02d-%@", i, scene.timeOfDay.rawValue)
             let ir = scene.infraredGray, vi = scene.visibleGray
@@ -127,9 +131,9 @@ public struct DemoRun {
             try vi.write(to: folder.appendingPathComponent("\(name)-vi.png"))
             try scene.segmentation.write(to: folder.appendingPathComponent("\(name)-label.png"), palette: palette)
             for (tag, state) in [("tdfusion", learned), ("fixed", fixed)] {
-                let fused = Fuser(fusion: setup.fusion, state: state.fusion).fuse(infrared: ir, visible: vi)
+                let fused = Fuser(fusion: fusion, state: state[.fusion]).fuse(infrared: ir, visible: vi)
                 try fused.gray.write(to: folder.appendingPathComponent("\(name)-fused-\(tag).png"))
-                let prediction = withoutGradient { setup.task.predict(setup.taskInput(fused.raw), Scope(state.task)) }
+                let prediction = withoutGradient { task.predict(setup.taskInput(for: .task)(fused.raw), Scope(state[.task])) }
                 if case .segmentation(let map) = prediction {
                     var classes = map
                     if classes.shape[1] != scene.segmentation.height || classes.shape[2] != scene.segmentation.width {
@@ -141,7 +145,7 @@ public struct DemoRun {
             }
             if let generator = setup.lossGenerator {
                 let sources = Tensor.concat([ir.tensor(), vi.tensor()], axis: 1)
-                let wa = withoutGradient { generator.weights(sources, Scope(learned.generator)) }.sliced(axis: 1, 0..<1).scalars
+                let wa = withoutGradient { generator.weights(sources, Scope(learned[.lossGenerator])) }.sliced(axis: 1, 0..<1).scalars
                 try HeatMap.render(wa, width: ir.width, height: ir.height).write(to: folder.appendingPathComponent("\(name)-w_a.png"))
             }
         }
@@ -173,7 +177,7 @@ public struct DemoRun {
         let a = report.learned.fusion.mean, b = report.fixed.fusion.mean
         func f(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "-" }
         var lines = ["# FuseKit demo: TDFusion vs fixed fusion-loss weights", ""]
-        lines.append("Synthetic scenes (\(recipe.name) recipe), \(recipe.training.epochs) epochs each; training took "
+        lines.append("Synthetic scenes (\(recipe.name) recipe), \(recipe.totalEpochs) epochs each; training took "
                      + report.seconds.keys.sorted().map { String(format: "%@ %.0f s", $0, report.seconds[$0]!) }.joined(separator: ", ") + ".")
         lines.append("")
         lines.append("## Fusion metrics on the held-out scenes (mean)")
@@ -183,7 +187,7 @@ public struct DemoRun {
         lines.append("| TDFusion (learned w) | " + metrics.map { f(a[$0]) }.joined(separator: " | ") + " |")
         lines.append("| fixed w = 1/2 | " + metrics.map { f(b[$0]) }.joined(separator: " | ") + " |")
         lines.append("")
-        lines.append("## Task: \(recipe.task.model.plugin) on the fused images")
+        lines.append("## Task: \((recipe.model(.task)?.plugin ?? "none")) on the fused images")
         lines.append("")
         let name = report.learned.task?.headlineName ?? "metric"
         let learnedSeg = report.learned.task?.segmentation, fixedSeg = report.fixed.task?.segmentation

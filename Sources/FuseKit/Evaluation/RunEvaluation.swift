@@ -64,21 +64,52 @@ public struct TaskEvaluation: Sendable {
     }
 }
 
-/// Fuses evaluation pairs and scores the fused images and a task network on them.
+/// What evaluation runs on one pair: the fused images and, when there is a task, its prediction.
+public struct EvaluationPipeline: Sendable {
+    /// The task, when the pipeline predicts.
+    public let taskKind: TaskKind?
+    /// Whether it needs the visible image in colour.
+    public let needsColor: Bool
+    /// The fused output (nil when the pipeline does not fuse) and the prediction of one sample.
+    public let run: @Sendable (PairedSample) -> (fused: Fuser.Output?, prediction: TaskPredictions?)
+
+    /// A fusion net F and, optionally, a task net on its fused images.
+    public static func cascade(fuser: Fuser, task: (net: any TaskNet, state: ModelState, input: @Sendable (Tensor) -> Tensor)?) -> Self {
+        EvaluationPipeline(taskKind: task?.net.kind, needsColor: false) { sample in
+            let output = fuser.fuse(infrared: sample.infrared, visible: sample.visible)
+            let prediction = task.map { t in withoutGradient { t.net.predict(t.input(output.raw), Scope(t.state)) } }
+            return (output, prediction)
+        }
+    }
+
+    /// A joint model: the fused image and the segmentation from one forward pass.
+    public static func joint(_ model: any JointModel, state: ModelState, normalizes: Bool = true) -> Self {
+        EvaluationPipeline(taskKind: model.kind, needsColor: model.visibleChannels == 3) { sample in
+            let visible = model.visibleChannels == 3 ? (sample.visibleColor ?? sample.visible) : sample.visible
+            let input = JointInput(infrared: sample.infrared.tensor(), visible: FusionTargets.withChannels(visible.tensor(), model.visibleChannels))
+            let out = withoutGradient { model.forward(input, Scope(state)) }
+            let fused = Fuser.output(raw: out.fused, infrared: sample.infrared, visible: visible, normalizes: normalizes)
+            return (fused, .segmentation(out.logits.argmax(axis: 1)))
+        }
+    }
+
+    /// A task net on the visible images (a teacher's own stage).
+    public static func visibleTask(_ net: any TaskNet, state: ModelState, input: @escaping @Sendable (Tensor) -> Tensor) -> Self {
+        EvaluationPipeline(taskKind: net.kind, needsColor: net.inputChannels == 3) { sample in
+            let visible = net.inputChannels == 3 ? (sample.visibleColor ?? sample.visible) : sample.visible
+            return (nil, withoutGradient { net.predict(input(visible.tensor()), Scope(state)) })
+        }
+    }
+}
+
+/// Fuses evaluation pairs and scores the fused images and the task predictions on them.
 public struct RunEvaluator {
-    public var fuser: Fuser
-    public var task: (any TaskNet)?
-    public var taskState: ModelState?
-    public var taskInput: @Sendable (Tensor) -> Tensor
+    public var pipeline: EvaluationPipeline
     public var metrics: [FusionMetric]
     public var convention: PairConvention
 
-    public init(fuser: Fuser, task: (any TaskNet)?, taskState: ModelState?, taskInput: @escaping @Sendable (Tensor) -> Tensor,
-                metrics: [FusionMetric] = FusionMetric.allCases, convention: PairConvention = .sum) {
-        self.fuser = fuser
-        self.task = task
-        self.taskState = taskState
-        self.taskInput = taskInput
+    public init(pipeline: EvaluationPipeline, metrics: [FusionMetric] = FusionMetric.allCases, convention: PairConvention = .sum) {
+        self.pipeline = pipeline
         self.metrics = metrics
         self.convention = convention
     }
@@ -98,25 +129,26 @@ public struct RunEvaluator {
                          progress: (Int, Int) -> Void = { _, _ in }) throws -> (fusion: FusionEvaluation, task: TaskEvaluation?) {
         let count = Swift.min(source.count, limit ?? source.count)
         var fusion = FusionEvaluation(images: [], metrics: metrics)
-        var confusion = task.map { ConfusionMatrix(classCount: $0.kind.classes) }
+        var confusion = pipeline.taskKind.map { ConfusionMatrix(classCount: $0.classes) }
         var detections = DetectionEvaluator()
         var sawDetectionLabels = false
         for folder in [outputFolder, predictionFolder].compactMap({ $0 }) {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         }
         for index in 0..<count {
-            let sample = try source.sample(at: index, includeColor: false)
-            let output = fuser.fuse(infrared: sample.infrared, visible: sample.visible)
-            if let outputFolder {
-                try output.gray.write(to: outputFolder.appendingPathComponent(sample.name + ".png"))
+            let sample = try source.sample(at: index, includeColor: pipeline.needsColor)
+            let (output, prediction) = pipeline.run(sample)
+            if let output {
+                if let outputFolder {
+                    try (output.color ?? output.gray).write(to: outputFolder.appendingPathComponent(sample.name + ".png"))
+                }
+                if !metrics.isEmpty {
+                    let values = try FusionMetrics.evaluate(fused: output.gray.grayLevels(), infrared: sample.infrared.grayLevels(),
+                                                            visible: sample.visible.grayLevels(), metrics: metrics, convention: convention)
+                    fusion.images.append((sample.name, values))
+                }
             }
-            if !metrics.isEmpty {
-                let values = try FusionMetrics.evaluate(fused: output.gray.grayLevels(), infrared: sample.infrared.grayLevels(),
-                                                        visible: sample.visible.grayLevels(), metrics: metrics, convention: convention)
-                fusion.images.append((sample.name, values))
-            }
-            if let task, let taskState {
-                let prediction = withoutGradient { task.predict(taskInput(output.raw), Scope(taskState)) }
+            if let prediction {
                 switch prediction {
                 case .segmentation(let classes):
                     var map = classes
@@ -141,14 +173,14 @@ public struct RunEvaluator {
             progress(index + 1, count)
         }
         var taskResult: TaskEvaluation?
-        if let task {
-            switch task.kind {
+        if let kind = pipeline.taskKind {
+            switch kind {
             case .segmentation:
                 if let confusion, confusion.counts.contains(where: { $0 > 0 }) {
-                    taskResult = TaskEvaluation(kind: task.kind, segmentation: confusion.report(), detection: nil)
+                    taskResult = TaskEvaluation(kind: kind, segmentation: confusion.report(), detection: nil)
                 }
             case .detection:
-                if sawDetectionLabels { taskResult = TaskEvaluation(kind: task.kind, segmentation: nil, detection: detections.report()) }
+                if sawDetectionLabels { taskResult = TaskEvaluation(kind: kind, segmentation: nil, detection: detections.report()) }
             }
         }
         return (fusion, taskResult)

@@ -48,15 +48,25 @@ public struct Fuser: Sendable {
         precondition(infrared.width == visible.width && infrared.height == visible.height,
                      "Fuser: infrared \(infrared.width)x\(infrared.height) and visible \(visible.width)x\(visible.height) differ in size")
         let a = infrared.grayLevels().image(), b = visible.grayLevels().image()
-        let sources = Tensor.concat([a.tensor(), b.tensor()], axis: 1)
-        let raw = fuse(sources: sources)
+        let raw = fuse(sources: Tensor.concat([a.tensor(), b.tensor()], axis: 1))
+        return Self.output(raw: raw, infrared: infrared, visible: visible, normalizes: normalizes)
+    }
+
+    /// The output images of a network's fused tensor [1, C, H, W] for a pair: with one channel, the
+    /// luma (coloured with the sources' chroma when a source is in colour); with three, RGB (its
+    /// luma as the gray image). `normalizes` min-max normalises over the whole image first.
+    public static func output(raw: Tensor, infrared: Image, visible: Image, normalizes: Bool) -> Output {
         var fused = raw.scalars
         if normalizes, let lo = fused.min(), let hi = fused.max(), hi > lo {
             let scale = 1 / (hi - lo)
             fused = fused.map { ($0 - lo) * scale }
         }
+        if raw.shape[1] == 3 {
+            let color = Image(width: visible.width, height: visible.height, channels: 3, pixels: fused).clamped()
+            return Output(raw: raw, gray: color.grayscale(), color: color)
+        }
         let gray = Image(width: visible.width, height: visible.height, channels: 1, pixels: fused).clamped()
-        let infraredIsColor = Self.isColor(infrared), visibleIsColor = Self.isColor(visible)
+        let infraredIsColor = isColor(infrared), visibleIsColor = isColor(visible)
         guard infraredIsColor || visibleIsColor else { return Output(raw: raw, gray: gray, color: nil) }
         let plane = gray.planeSize
         let vis = visible.yCrCb().pixels, ir = infrared.yCrCb().pixels

@@ -6,7 +6,7 @@ import FuseKitTensor
 /// the source gradient of larger magnitude (ties to a).
 public struct FusionLoss: Sendable {
     /// How the weights enter the intensity term.
-    public enum IntensityForm: String, Sendable, Codable {
+    public enum IntensityForm: String, Sendable, Codable, ParameterChoice {
         /// The paper's form: w_a (F - a)² + w_b (F - b)².
         case paper
         /// The official code's form: w_a² (a - F)² + w_b² (b - F)².

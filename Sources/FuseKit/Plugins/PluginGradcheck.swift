@@ -41,9 +41,8 @@ public enum PluginGradcheck {
     }
 
     /// Checks one plugin.
-    public static func check(_ descriptor: PluginDescriptor, in registry: PluginRegistry) throws -> GradientCheck.Report {
+    public static func check(_ descriptor: PluginDescriptor) -> GradientCheck.Report {
         let settings = descriptor.gradcheck
-        let parameters = PluginParameters(settings.parameters)
         let (b, h, w) = (settings.batch, settings.inputSize.height, settings.inputSize.width)
         // Every evaluation gets the same context: training mode, identical dropout masks.
         func scope(_ p: [String: Tensor], _ buffers: [String: Tensor]) -> Scope {
@@ -59,20 +58,27 @@ public enum PluginGradcheck {
                 return f(x, scope(p, state.buffers))
             }
         }
-        switch descriptor.kind {
-        case .fusion:
-            let net = try registry.makeFusion(descriptor.name, parameters)
+        switch settings.makeModule() {
+        case let net as any FusionNet:
             return run(net, input: uniform([b, 2, h, w], seed: 3)) { net.fuse($0, $1) }
-        case .lossGenerator:
-            let net = try registry.makeLossGenerator(descriptor.name, parameters)
+        case let net as any LossGenerator:
             return run(net, input: uniform([b, 2, h, w], seed: 3)) { net.weights($0, $1) }
-        case .task:
-            let net = try registry.makeTask(descriptor.name, parameters)
+        case let net as any TaskNet:
             let targets = Self.targets(for: net, batch: b, size: (h, w), seed: 5)
             if let objective = settings.taskObjective {
                 return run(net, input: uniform([b, net.inputChannels, h, w], seed: 3)) { objective(net, $0, $1) }
             }
             return run(net, input: uniform([b, net.inputChannels, h, w], seed: 3)) { net.loss($0, targets: targets, $1) }
+        case let net as any JointModel:
+            // A smooth scalar of every output: the sum of each output times a fixed random tensor.
+            let infrared = uniform([b, 1, h, w], seed: 3)
+            return run(net, input: uniform([b, net.visibleChannels, h, w], seed: 4)) { visible, p in
+                let out = net.forward(JointInput(infrared: infrared, visible: visible), p)
+                let outputs = [out.fused, out.logits] + out.auxiliary.keys.sorted().map { out.auxiliary[$0]! }
+                return outputs.enumerated().map { i, t in (t * uniform(t.shape, seed: 10 + UInt64(i))).sum() }.reduce(Tensor(0), +)
+            }
+        case let other:
+            preconditionFailure("\(descriptor.name): \(type(of: other)) is not a \(descriptor.kind.protocolName)")
         }
     }
 
@@ -82,9 +88,9 @@ public enum PluginGradcheck {
                                           in registry: PluginRegistry) throws -> HypergradientCheck.Report {
         let f = try registry.descriptor(fusion, kind: .fusion), g = try registry.descriptor(lossGenerator, kind: .lossGenerator)
         let t = try registry.descriptor(task, kind: .task)
-        let fusionNet = try registry.makeFusion(fusion, PluginParameters(f.gradcheck.parameters))
-        let generator = try registry.makeLossGenerator(lossGenerator, PluginParameters(g.gradcheck.parameters))
-        let taskNet = try registry.makeTask(task, PluginParameters(t.gradcheck.parameters))
+        let fusionNet = f.gradcheck.makeModule() as! any FusionNet
+        let generator = g.gradcheck.makeModule() as! any LossGenerator
+        let taskNet = t.gradcheck.makeModule() as! any TaskNet
         let (h, w) = t.gradcheck.inputSize
         var taskState = taskNet.initialState(seed: 3)
         // A larger T and inner step make the meta objective depend visibly on θ_G at Float32

@@ -1,3 +1,4 @@
+import Foundation
 import FuseKitTensor
 
 /// A value given to a plugin parameter in a recipe.
@@ -18,7 +19,8 @@ public enum ParameterValue: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    var typeName: String {
+    /// The value's type in words (for messages).
+    public var typeName: String {
         switch self {
         case .int: return "integer"
         case .double: return "number"
@@ -29,28 +31,10 @@ public enum ParameterValue: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// The documented parameters of a plugin: name, type, default and meaning (shown by
-/// `fusekit plugins`, and used to reject unknown keys).
-public struct ParameterDoc: Sendable, Equatable {
-    public enum ValueType: String, Sendable { case int = "integer", double = "number", bool = "boolean", string, intList = "integer list" }
-
-    public var name: String
-    public var type: ValueType
-    public var defaultValue: String
-    public var help: String
-
-    public init(_ name: String, _ type: ValueType, default defaultValue: String, _ help: String) {
-        self.name = name
-        self.type = type
-        self.defaultValue = defaultValue
-        self.help = help
-    }
-}
-
 /// Errors in choosing or configuring plugins; each names the plugin and key, and the recipe
 /// line when known.
 public enum PluginError: Error, CustomStringConvertible, Equatable {
-    case unknownPlugin(name: String, kind: PluginKind, suggestion: String?, available: [String])
+    case unknownPlugin(name: String, kind: PluginKind?, suggestion: String?, available: [String])
     case unknownParameter(plugin: String, key: String, suggestion: String?, line: Int?)
     case wrongType(plugin: String, key: String, expected: String, found: String, line: Int?)
     case invalidValue(plugin: String, key: String, reason: String, line: Int?)
@@ -61,7 +45,7 @@ public enum PluginError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .unknownPlugin(let name, let kind, let suggestion, let available):
             let hint = suggestion.map { "; did you mean '\($0)'?" } ?? ""
-            return "unknown \(kind.rawValue) plugin '\(name)'\(hint) (registered: \(available.joined(separator: ", ")))"
+            return "unknown \(kind.map { $0.rawValue + " " } ?? "")plugin '\(name)'\(hint) (registered: \(available.joined(separator: ", ")))"
         case .unknownParameter(let plugin, let key, let suggestion, let line):
             let hint = suggestion.map { "; did you mean '\($0)'?" } ?? ""
             return "\(plugin): unknown parameter '\(key)'\(Self.at(line))\(hint)"
@@ -73,8 +57,8 @@ public enum PluginError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// The parameters a recipe gives a plugin, with typed accessors that report errors naming the
-/// plugin, key and recipe line.
+/// The parameter values a recipe (or `--param KEY=VALUE`) gives a plugin, with the recipe line of
+/// each key for messages; ``PluginConfiguration`` reads them into typed values.
 public struct PluginParameters: Sendable {
     /// Values by key.
     public var values: [String: ParameterValue]
@@ -87,61 +71,6 @@ public struct PluginParameters: Sendable {
         self.values = values
         self.lines = lines
         self.plugin = plugin
-    }
-
-    func wrongType(_ key: String, _ expected: String, _ found: ParameterValue) -> PluginError {
-        .wrongType(plugin: plugin, key: key, expected: expected, found: "\(found.typeName) \(found)", line: lines[key])
-    }
-
-    /// An integer, or `defaultValue` when absent.
-    public func int(_ key: String, default defaultValue: Int) throws -> Int {
-        guard let value = values[key] else { return defaultValue }
-        guard case .int(let v) = value else { throw wrongType(key, "an integer", value) }
-        return v
-    }
-
-    /// A number (integers accepted), or `defaultValue` when absent.
-    public func double(_ key: String, default defaultValue: Double) throws -> Double {
-        guard let value = values[key] else { return defaultValue }
-        switch value {
-        case .double(let v): return v
-        case .int(let v): return Double(v)
-        default: throw wrongType(key, "a number", value)
-        }
-    }
-
-    /// A Float number, or `defaultValue` when absent.
-    public func float(_ key: String, default defaultValue: Float) throws -> Float {
-        Float(try double(key, default: Double(defaultValue)))
-    }
-
-    /// A boolean, or `defaultValue` when absent.
-    public func bool(_ key: String, default defaultValue: Bool) throws -> Bool {
-        guard let value = values[key] else { return defaultValue }
-        guard case .bool(let v) = value else { throw wrongType(key, "true or false", value) }
-        return v
-    }
-
-    /// A string, or `defaultValue` when absent.
-    public func string(_ key: String, default defaultValue: String) throws -> String {
-        guard let value = values[key] else { return defaultValue }
-        guard case .string(let v) = value else { throw wrongType(key, "a string", value) }
-        return v
-    }
-
-    /// A list of integers, or `defaultValue` when absent.
-    public func intList(_ key: String, default defaultValue: [Int]) throws -> [Int] {
-        guard let value = values[key] else { return defaultValue }
-        guard case .list(let items) = value else { throw wrongType(key, "a list of integers", value) }
-        return try items.map { item in
-            guard case .int(let v) = item else { throw wrongType(key, "a list of integers", value) }
-            return v
-        }
-    }
-
-    /// Throws unless `condition` holds, with `reason` naming the problem.
-    public func require(_ condition: Bool, _ key: String, _ reason: @autoclosure () -> String) throws {
-        if !condition { throw PluginError.invalidValue(plugin: plugin, key: key, reason: reason(), line: lines[key]) }
     }
 }
 
@@ -162,4 +91,39 @@ public func closestMatch(to word: String, in candidates: [String]) -> String? {
     let scored = candidates.map { ($0, distance(target, Array($0.lowercased()))) }
     guard let best = scored.min(by: { $0.1 < $1.1 }) else { return nil }
     return best.1 <= Swift.max(2, word.count / 3) ? best.0 : nil
+}
+
+extension PluginParameters {
+    /// Values from `KEY=VALUE` strings (`--param dim=16`, `--param dims=[8,16]`): integers,
+    /// numbers, booleans, lists in brackets, else strings.
+    public static func parsing(_ items: [String], plugin: String = "") throws -> PluginParameters {
+        var values: [String: ParameterValue] = [:]
+        for item in items {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw PluginError.invalidValue(plugin: plugin, key: item, reason: "expected KEY=VALUE", line: nil)
+            }
+            values[parts[0]] = ParameterValue(parsing: parts[1])
+        }
+        return PluginParameters(values, plugin: plugin)
+    }
+}
+
+extension ParameterValue {
+    /// A value written on a command line.
+    public init(parsing text: String) {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if trimmed.hasPrefix("[") && trimmed.hasSuffix("]") {
+            let inner = trimmed.dropFirst().dropLast()
+            self = .list(inner.isEmpty ? [] : inner.split(separator: ",").map { ParameterValue(parsing: String($0)) })
+        } else if let i = Int(trimmed) {
+            self = .int(i)
+        } else if let d = Double(trimmed) {
+            self = .double(d)
+        } else if let b = Bool(trimmed) {
+            self = .bool(b)
+        } else {
+            self = .string(trimmed)
+        }
+    }
 }

@@ -94,3 +94,69 @@ public protocol TaskNet: Module {
     /// Predictions for a batch (in evaluation mode).
     func predict(_ images: Tensor, _ p: Scope) -> TaskPredictions
 }
+
+/// The sources a joint model takes: infrared [B, 1, H, W] and visible [B, C, H, W] (C = 3 for RGB,
+/// 1 for gray), both in [0, 1].
+public struct JointInput: Sendable {
+    public var infrared: Tensor
+    public var visible: Tensor
+
+    public init(infrared: Tensor, visible: Tensor) {
+        self.infrared = infrared
+        self.visible = visible
+    }
+}
+
+/// What a joint model computes in one forward pass.
+public struct JointOutput: Sendable {
+    /// The fused image [B, fusedChannels, H, W] in [0, 1] (RGB, or the luma).
+    public var fused: Tensor
+    /// Segmentation logits [B, K, H, W].
+    public var logits: Tensor
+    /// Further outputs by name (auxiliary heads), for loss terms that name them.
+    public var auxiliary: [String: Tensor]
+
+    public init(fused: Tensor, logits: Tensor, auxiliary: [String: Tensor] = [:]) {
+        self.fused = fused
+        self.logits = logits
+        self.auxiliary = auxiliary
+    }
+}
+
+/// One network that fuses and segments from one forward pass over a shared encoder (MRFS, MAFS).
+/// Its losses are the recipe's loss terms, which may use the fused image, the logits and the
+/// auxiliary outputs together. Registered with `registry.registerJoint(...)`.
+public protocol JointModel: Module {
+    /// The task and its number of classes.
+    var kind: TaskKind { get }
+    /// Channels of the visible input (3: RGB).
+    var visibleChannels: Int { get }
+    /// Channels of the fused output (3: RGB; 1: the luma, coloured with the visible chroma).
+    var fusedChannels: Int { get }
+    /// The names of ``JointOutput/auxiliary`` (what loss terms may name as `output`).
+    var auxiliaryOutputNames: [String] { get }
+    /// The forward pass.
+    func forward(_ input: JointInput, _ p: Scope) -> JointOutput
+}
+
+extension JointModel {
+    public var auxiliaryOutputNames: [String] { [] }
+
+    /// Class maps [B, H, W] (argmax of the logits).
+    public func predict(_ input: JointInput, _ p: Scope) -> TaskPredictions {
+        .segmentation(forward(input, p).logits.argmax(axis: 1))
+    }
+}
+
+/// A model that reconstructs both sources from masked ones (masked-autoencoder pretraining).
+public protocol MaskedReconstruction: Module {
+    /// Reconstructions of the infrared and visible sources, each shaped like its input.
+    func reconstruct(_ input: JointInput, _ p: Scope) -> (infrared: Tensor, visible: Tensor)
+}
+
+/// A task network that exposes its segmentation logits (for loss terms on logits, e.g.
+/// distillation from or into it).
+public protocol SegmentationLogits: TaskNet {
+    /// Logits [B, K, h, w] at the network's output resolution.
+    func logits(_ images: Tensor, _ p: Scope) -> Tensor
+}

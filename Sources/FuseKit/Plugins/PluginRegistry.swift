@@ -1,30 +1,40 @@
 import FuseKitNN
 
-/// The three roles a plugin can fill.
+/// The roles a plugin can fill.
 public enum PluginKind: String, Sendable, CaseIterable {
     case fusion
     case lossGenerator = "loss-generator"
     case task
+    case joint
+
+    /// The protocol a plugin of this kind conforms to (for messages).
+    public var protocolName: String {
+        switch self {
+        case .fusion: return "FusionNet"
+        case .lossGenerator: return "LossGenerator"
+        case .task: return "TaskNet"
+        case .joint: return "JointModel"
+        }
+    }
 }
 
-/// How `fusekit gradcheck` checks a plugin: a small configuration and input size (the defaults
-/// check the registered defaults on 8x8 sources, or 32x32 task inputs).
-public struct GradcheckSettings: Sendable {
-    /// Parameters of a small configuration of the plugin.
-    public var parameters: [String: ParameterValue]
+/// How `fusekit gradcheck` checks a plugin: a small configuration and input size (by default
+/// the plugin's defaults on 8x8 inputs).
+public struct GradcheckSettings<Configuration: PluginConfiguration>: Sendable {
+    /// Changes the defaults to a small configuration.
+    public var configure: @Sendable (inout Configuration) -> Void
     /// Input height and width.
     public var inputSize: (height: Int, width: Int)
     /// Batch size.
     public var batch: Int
-
     /// For task nets whose loss is only piecewise smooth (e.g. a detector whose target
     /// assignment jumps with its predictions), a smooth function of the network to check instead
     /// of the loss; its pieces should then have their own unit checks.
     public var taskObjective: (@Sendable (any TaskNet, Tensor, Scope) -> Tensor)?
 
-    public init(parameters: [String: ParameterValue] = [:], inputSize: (height: Int, width: Int) = (8, 8), batch: Int = 1,
-                taskObjective: (@Sendable (any TaskNet, Tensor, Scope) -> Tensor)? = nil) {
-        self.parameters = parameters
+    public init(configure: @escaping @Sendable (inout Configuration) -> Void = { _ in }, inputSize: (height: Int, width: Int) = (8, 8),
+                batch: Int = 1, taskObjective: (@Sendable (any TaskNet, Tensor, Scope) -> Tensor)? = nil) {
+        self.configure = configure
         self.inputSize = inputSize
         self.batch = batch
         self.taskObjective = taskObjective
@@ -36,15 +46,27 @@ public struct PluginDescriptor: Sendable {
     public let name: String
     public let kind: PluginKind
     public let summary: String
-    public let parameters: [ParameterDoc]
-    /// The configuration `fusekit gradcheck` uses.
-    public let gradcheck: GradcheckSettings
-    let factory: Factory
+    /// The parameters, read off the plugin's configuration declaration.
+    public let parameters: [ParameterDocumentation]
+    /// Named configurations (`variant:`), with what each is.
+    public let variants: [(name: String, summary: String)]
+    /// The small configuration `fusekit gradcheck` uses, and its input.
+    public let gradcheck: Gradcheck
+    let make: @Sendable (PluginParameters) throws -> any Module
 
-    enum Factory: Sendable {
-        case fusion(@Sendable (PluginParameters) throws -> any FusionNet)
-        case lossGenerator(@Sendable (PluginParameters) throws -> any LossGenerator)
-        case task(@Sendable (PluginParameters) throws -> any TaskNet)
+    /// A plugin's gradient-check configuration, built.
+    public struct Gradcheck: Sendable {
+        public let makeModule: @Sendable () -> any Module
+        public let inputSize: (height: Int, width: Int)
+        public let batch: Int
+        public let taskObjective: (@Sendable (any TaskNet, Tensor, Scope) -> Tensor)?
+    }
+
+    /// Builds the plugin's module from recipe parameters (checked against the declaration).
+    public func makeModule(_ parameters: PluginParameters = PluginParameters()) throws -> any Module {
+        var given = parameters
+        given.plugin = name
+        return try make(given)
     }
 }
 
@@ -53,6 +75,32 @@ public struct PluginDescriptor: Sendable {
 public struct PluginRegistry: Sendable {
     private var descriptors: [String: PluginDescriptor] = [:]
 
+    /// The plugins commands use when the user names none (`fusekit fuse` without `--model`,
+    /// the hypergradient check of `fusekit gradcheck`, the model workloads of `fusekit bench`).
+    public struct Defaults: Sendable {
+        /// A fusion network.
+        public var fusion: String?
+        /// A loss generator.
+        public var lossGenerator: String?
+        /// A small, fast task network (checks and benchmarks).
+        public var smallTask: String?
+        /// A full-size segmentation network (the official meta-step benchmark).
+        public var segmentationTask: String?
+
+        public init(fusion: String? = nil, lossGenerator: String? = nil, smallTask: String? = nil, segmentationTask: String? = nil) {
+            self.fusion = fusion
+            self.lossGenerator = lossGenerator
+            self.smallTask = smallTask
+            self.segmentationTask = segmentationTask
+        }
+    }
+
+    /// The plugins commands use when the user names none.
+    public var defaults = Defaults()
+
+    /// The loss terms recipes may use: FuseKit's, and any a plugin registers.
+    public var lossTerms = LossTermRegistry.standard
+
     public init() {}
 
     /// All registered plugins, sorted by kind then name.
@@ -60,73 +108,84 @@ public struct PluginRegistry: Sendable {
         descriptors.values.sorted { ($0.kind.rawValue, $0.name) < ($1.kind.rawValue, $1.name) }
     }
 
-    /// Registers a fusion network.
-    public mutating func registerFusion(_ name: String, summary: String, parameters: [ParameterDoc],
-                                        gradcheck: GradcheckSettings = GradcheckSettings(),
-                                        make: @escaping @Sendable (PluginParameters) throws -> any FusionNet) {
-        add(PluginDescriptor(name: name, kind: .fusion, summary: summary, parameters: parameters, gradcheck: gradcheck, factory: .fusion(make)))
+    /// The registered names of one kind, sorted.
+    public func names(of kind: PluginKind) -> [String] {
+        descriptors.values.filter { $0.kind == kind }.map(\.name).sorted()
     }
 
-    /// Registers a loss generator.
-    public mutating func registerLossGenerator(_ name: String, summary: String, parameters: [ParameterDoc],
-                                        gradcheck: GradcheckSettings = GradcheckSettings(),
-                                        make: @escaping @Sendable (PluginParameters) throws -> any LossGenerator) {
-        add(PluginDescriptor(name: name, kind: .lossGenerator, summary: summary, parameters: parameters, gradcheck: gradcheck, factory: .lossGenerator(make)))
+    /// Registers a fusion network built from its configuration.
+    public mutating func registerFusion<C: PluginConfiguration>(
+        _ name: String, summary: String, configuration: C.Type,
+        gradcheck: GradcheckSettings<C> = GradcheckSettings(), make: @escaping @Sendable (C) -> any FusionNet) {
+        add(name, .fusion, summary, gradcheck, make)
     }
 
-    /// Registers a task network.
-    public mutating func registerTask(_ name: String, summary: String, parameters: [ParameterDoc],
-                                        gradcheck: GradcheckSettings = GradcheckSettings(),
-                                        make: @escaping @Sendable (PluginParameters) throws -> any TaskNet) {
-        add(PluginDescriptor(name: name, kind: .task, summary: summary, parameters: parameters, gradcheck: gradcheck, factory: .task(make)))
+    /// Registers a loss generator built from its configuration.
+    public mutating func registerLossGenerator<C: PluginConfiguration>(
+        _ name: String, summary: String, configuration: C.Type,
+        gradcheck: GradcheckSettings<C> = GradcheckSettings(), make: @escaping @Sendable (C) -> any LossGenerator) {
+        add(name, .lossGenerator, summary, gradcheck, make)
     }
 
-    private mutating func add(_ descriptor: PluginDescriptor) {
-        precondition(descriptors[descriptor.name] == nil, "plugin '\(descriptor.name)' is registered twice")
-        descriptors[descriptor.name] = descriptor
+    /// Registers a task network built from its configuration.
+    public mutating func registerTask<C: PluginConfiguration>(
+        _ name: String, summary: String, configuration: C.Type,
+        gradcheck: GradcheckSettings<C> = GradcheckSettings(), make: @escaping @Sendable (C) -> any TaskNet) {
+        add(name, .task, summary, gradcheck, make)
+    }
+
+    /// Registers a joint fusion-and-segmentation model built from its configuration.
+    public mutating func registerJoint<C: PluginConfiguration>(
+        _ name: String, summary: String, configuration: C.Type,
+        gradcheck: GradcheckSettings<C> = GradcheckSettings(), make: @escaping @Sendable (C) -> any JointModel) {
+        add(name, .joint, summary, gradcheck, make)
+    }
+
+    private mutating func add<C: PluginConfiguration>(_ name: String, _ kind: PluginKind, _ summary: String,
+                                                      _ gradcheck: GradcheckSettings<C>, _ make: @escaping @Sendable (C) -> any Module) {
+        precondition(descriptors[name] == nil, "plugin '\(name)' is registered twice")
+        let check = PluginDescriptor.Gradcheck(makeModule: {
+            var small = C()
+            gradcheck.configure(&small)
+            return make(small)
+        }, inputSize: gradcheck.inputSize, batch: gradcheck.batch, taskObjective: gradcheck.taskObjective)
+        descriptors[name] = PluginDescriptor(
+            name: name, kind: kind, summary: summary, parameters: ConfigurationReader.documentation(C.self),
+            variants: C.variants.map { ($0.name, $0.summary) }, gradcheck: check,
+            make: { given in make(try ConfigurationReader.read(C.self, given)) })
     }
 
     /// The descriptor of a plugin of `kind`, or an error suggesting the closest registered name.
     public func descriptor(_ name: String, kind: PluginKind) throws -> PluginDescriptor {
         if let d = descriptors[name], d.kind == kind { return d }
-        let names = descriptors.values.filter { $0.kind == kind }.map(\.name).sorted()
+        let names = names(of: kind)
         throw PluginError.unknownPlugin(name: name, kind: kind, suggestion: closestMatch(to: name, in: names), available: names)
     }
 
-    /// Checks that every given parameter is documented by the plugin.
-    func validate(_ parameters: PluginParameters, for d: PluginDescriptor) throws {
-        let known = d.parameters.map(\.name)
-        for key in parameters.values.keys.sorted() where !known.contains(key) {
-            throw PluginError.unknownParameter(plugin: d.name, key: key, suggestion: closestMatch(to: key, in: known),
-                                               line: parameters.lines[key])
-        }
-    }
-
-    func prepared(_ parameters: PluginParameters, _ d: PluginDescriptor) throws -> PluginParameters {
-        try validate(parameters, for: d)
-        var p = parameters
-        p.plugin = d.name
-        return p
+    /// The descriptor of a plugin of any kind.
+    public func descriptor(_ name: String) throws -> PluginDescriptor {
+        if let d = descriptors[name] { return d }
+        let names = descriptors.keys.sorted()
+        throw PluginError.unknownPlugin(name: name, kind: nil, suggestion: closestMatch(to: name, in: names), available: names)
     }
 
     /// Builds the fusion network `name`.
     public func makeFusion(_ name: String, _ parameters: PluginParameters = PluginParameters()) throws -> any FusionNet {
-        let d = try descriptor(name, kind: .fusion)
-        guard case .fusion(let make) = d.factory else { preconditionFailure("descriptor kind mismatch") }
-        return try make(try prepared(parameters, d))
+        try descriptor(name, kind: .fusion).makeModule(parameters) as! any FusionNet
     }
 
     /// Builds the loss generator `name`.
     public func makeLossGenerator(_ name: String, _ parameters: PluginParameters = PluginParameters()) throws -> any LossGenerator {
-        let d = try descriptor(name, kind: .lossGenerator)
-        guard case .lossGenerator(let make) = d.factory else { preconditionFailure("descriptor kind mismatch") }
-        return try make(try prepared(parameters, d))
+        try descriptor(name, kind: .lossGenerator).makeModule(parameters) as! any LossGenerator
+    }
+
+    /// Builds the joint model `name`.
+    public func makeJoint(_ name: String, _ parameters: PluginParameters = PluginParameters()) throws -> any JointModel {
+        try descriptor(name, kind: .joint).makeModule(parameters) as! any JointModel
     }
 
     /// Builds the task network `name`.
     public func makeTask(_ name: String, _ parameters: PluginParameters = PluginParameters()) throws -> any TaskNet {
-        let d = try descriptor(name, kind: .task)
-        guard case .task(let make) = d.factory else { preconditionFailure("descriptor kind mismatch") }
-        return try make(try prepared(parameters, d))
+        try descriptor(name, kind: .task).makeModule(parameters) as! any TaskNet
     }
 }

@@ -2,31 +2,36 @@ import Foundation
 import FuseKitData
 import FuseKitMetrics
 import FuseKitNN
-import Yams
 
-/// A training recipe: which plugins to compose and every setting of the TDFusion meta-training
-/// (the paper's and the official code's), decoded from YAML. See `recipes/` for examples.
+/// A training recipe, decoded from YAML: the data, the models by role (each a plugin with its
+/// parameters), and one or more stages, each training some models with a strategy (TDFusion's
+/// `meta`, `joint` multi-task training, `masked-pretraining`), its losses and optimisers.
+/// See `recipes/` for examples.
+///
+/// A TDFusion recipe may name its models at the top level (`fusion:`, `loss-generator:`, `task:`)
+/// and give one stage as `training:` and `fusion-loss:`; recipes of several stages list `models:`
+/// and `stages:`.
 public struct Recipe: Sendable {
     /// A short name for the run.
     public var name: String
-    /// Seed of every random choice (initialisation, batches, dropout).
+    /// Seed of every random choice (initialisation, batches, dropout, masks).
     public var seed: UInt64
     /// The data to train and evaluate on.
     public var data: DataSettings
-    /// The fusion network F.
-    public var fusion: ModelSettings
-    /// The loss generator G.
-    public var lossGenerator: ModelSettings
-    /// The task network T.
-    public var task: TaskSettings
-    /// The learnable fusion loss.
-    public var fusionLoss: FusionLossSettings
-    /// The training schedule and the meta-learning settings.
-    public var training: TrainingSettings
+    /// The models, in the order the recipe lists them.
+    public var models: [ModelSettings]
+    /// The stages, run in order; weights pass from stage to stage by role.
+    public var stages: [StageSettings]
     /// Evaluation at the end of training.
     public var evaluation: EvaluationSettings
     /// The file it was read from (for messages).
     public var file: String
+
+    /// The model of `role`, if the recipe has one.
+    public func model(_ role: ModelRole) -> ModelSettings? { models.first { $0.role == role } }
+
+    /// Total epochs over all stages.
+    public var totalEpochs: Int { stages.reduce(0) { $0 + $1.epochs } }
 }
 
 /// An optimiser and its hyperparameters.
@@ -69,28 +74,136 @@ public struct OptimizerSettings: Sendable, Equatable {
     }
 }
 
-/// A plugin, its parameters and how it is optimised.
+/// How a model is optimised: the optimiser and the learning-rate schedule (stepped per epoch or
+/// per step, see ``StageSettings/scheduleUnit``).
+public struct Optimization: Sendable, Equatable {
+    public var optimizer: OptimizerSettings
+    public var schedule: LearningRateSchedule
+
+    public init(optimizer: OptimizerSettings = OptimizerSettings(), schedule: LearningRateSchedule = Optimization.defaultSchedule) {
+        self.optimizer = optimizer
+        self.schedule = schedule
+    }
+
+    /// TDFusion's StepLR(10, 0.1).
+    public static let defaultSchedule = LearningRateSchedule(.step(size: 10, gamma: 0.1))
+
+    /// The default for a role: TDFusion updates G by normalised SGD (lr · g / max|g|), the rest by Adam.
+    public static func defaultFor(_ role: ModelRole) -> Optimization {
+        Optimization(optimizer: OptimizerSettings(kind: role == .lossGenerator ? .normalizedSGD : .adam))
+    }
+}
+
+/// A model of the recipe: a plugin in a role, with its parameters and initial weights.
 public struct ModelSettings: Sendable {
+    /// The role (the recipe key: `fusion`, `task`, `teacher`, `joint`, ...).
+    public var role: ModelRole
     /// Registered plugin name.
     public var plugin: String
     /// Plugin parameters.
     public var parameters: PluginParameters
-    /// Optimiser.
-    public var optimizer: OptimizerSettings
-    /// Learning-rate schedule (stepped per epoch or per step, see ``TrainingSettings/scheduleUnit``).
-    public var schedule: LearningRateSchedule
+    /// How stages train it unless a stage says otherwise.
+    public var optimization: Optimization
     /// Initial weights, if any: any file ``WeightsFile`` reads (a PyTorch `.pth`, safetensors, a
     /// FuseKit checkpoint), as `PATH` or `PATH#PREFIX`, with the plugin's parameter names.
     public var weights: String?
-}
-
-/// The task network's settings.
-public struct TaskSettings: Sendable {
-    /// Plugin, parameters and optimiser.
-    public var model: ModelSettings
-    /// Size (height, width) the fused image is resized to (bilinear) before the task network;
+    /// For a task net fed fused images: the size (height, width) they are resized to (bilinear);
     /// nil keeps the crop size. TDFusion: MSRS 240x320, FMB 300x400, M3FD 192x256, LLVIP 256x320.
     public var inputSize: (height: Int, width: Int)?
+    /// Recipe line of the model's section.
+    public var line: Int?
+}
+
+/// One stage of a recipe: a strategy training some models for some epochs.
+public struct StageSettings: Sendable {
+    public enum Strategy: String, Sendable, CaseIterable {
+        /// TDFusion's Algorithm 1: meta steps of G, then fusion steps of F and T.
+        case meta
+        /// All listed losses, one optimiser step per batch over the trained models.
+        case joint
+        /// Masked reconstruction of both sources (a masked-autoencoder pretraining).
+        case maskedPretraining = "masked-pretraining"
+    }
+    public enum Hypergradient: String, Sendable { case exact, finiteDifference = "finite-difference" }
+    public enum Phases: String, Sendable { case separate, interleaved }
+    public enum ScheduleUnit: String, Sendable { case epoch, step }
+
+    /// The stage's name (in logs, checkpoints and preview folders).
+    public var name: String
+    public var strategy: Strategy
+    public var epochs: Int
+    /// The models trained here, with their optimisation, in recipe order.
+    public var trained: [(role: ModelRole, optimization: Optimization)]
+    /// Models used but not trained (a teacher, a frozen loss generator).
+    public var frozen: [ModelRole]
+    /// Steps per epoch at most (nil: one pass over the training set).
+    public var stepsPerEpoch: Int?
+    /// Whether schedules step per epoch (official StepLR) or per optimisation step.
+    public var scheduleUnit: ScheduleUnit
+    /// Write the last checkpoint every this many steps (and at every epoch end).
+    public var checkpointEvery: Int
+    /// Log a line every this many steps.
+    public var logEvery: Int
+    /// Test pairs shown in the per-epoch previews.
+    public var previewPairs: Int
+    /// Recipe line of the stage.
+    public var line: Int?
+
+    // MARK: meta
+
+    /// Meta steps (updates of G) per epoch.
+    public var metaSteps: Int
+    /// The inner (virtual) step size η of F; nil uses F's current learning rate (official).
+    public var innerLearningRate: Double?
+    /// Exact second-order hypergradient, or the DARTS-style finite-difference approximation.
+    public var hypergradient: Hypergradient
+    /// `separate`: per epoch, the meta steps then a fusion phase over the whole set (official);
+    /// `interleaved`: ablation without a separate fusion phase (a meta step before every fusion step).
+    public var phases: Phases
+    /// Weight of the task loss in F's own objective (0 = F never sees task gradients, official;
+    /// > 0 is the ablation "F also trained by the task loss").
+    public var fusionTaskWeight: Double
+    /// The learnable fusion loss.
+    public var fusionLoss: FusionLossSettings
+
+    // MARK: joint and masked pretraining
+
+    /// The loss terms.
+    public var losses: [LossTermSettings]
+    /// How the loss groups are weighted.
+    public var weighting: TaskWeighting
+    /// Optimisation of the learned log-variances (uncertainty weighting).
+    public var weightingOptimization: Optimization
+    /// Enhanced fusion targets: R_v = V^gamma, R_i = c I + (1 - c) mean(I).
+    public var visibleGamma: Double
+    public var infraredContrast: Double
+    /// The masks of masked pretraining.
+    public var masking: MaskSettings
+
+    /// The roles the stage uses.
+    public var roles: [ModelRole] { trained.map(\.role) + frozen }
+
+    /// Whether `role` is trained here.
+    public func trains(_ role: ModelRole) -> Bool { trained.contains { $0.role == role } }
+}
+
+/// A loss term of a stage: a registered term, its weight, group and parameters.
+public struct LossTermSettings: Sendable {
+    /// The registered term (`intensity-max`, `cross-entropy`, ...).
+    public var term: String
+    public var weight: Double
+    /// Its group for task weighting (default: the term's kind, `fusion`, `task` or `reconstruction`).
+    public var group: String?
+    public var parameters: PluginParameters
+    public var line: Int?
+}
+
+/// The masks of masked pretraining (MAFS): a grid of cells, each kept in each modality with a
+/// random probability, every cell kept in at least one modality; masked cells get noise.
+public struct MaskSettings: Sendable, Equatable {
+    /// Cells per side.
+    public var grid: Int
+    public init(grid: Int = 8) { self.grid = grid }
 }
 
 /// Where training and test pairs come from and how batches are drawn.
@@ -101,6 +214,8 @@ public struct DataSettings: Sendable {
         /// Scenes from the synthetic scene generator.
         case synthetic(SyntheticSettings)
     }
+    /// How the visible image reaches the models.
+    public enum Visible: String, Sendable { case gray, rgb }
 
     public var source: Source
     /// Samples per batch (before modality-swap doubling).
@@ -113,6 +228,11 @@ public struct DataSettings: Sendable {
     public var flips: Bool
     /// Random 90-degree rotations.
     public var rotations: Bool
+    /// Random scales applied before cropping (images bilinear, labels nearest; crops larger than
+    /// the scaled image are zero-padded, and the padding is marked invalid); empty for none.
+    public var scales: [Double]
+    /// The visible image in gray (TDFusion) or RGB (MRFS, MAFS).
+    public var visible: Visible
 }
 
 /// Settings of synthetic data.
@@ -125,7 +245,7 @@ public struct SyntheticSettings: Sendable {
     public var seed: UInt64
 }
 
-/// The fusion loss: paper Eq. 1-3, or the ablations.
+/// The learnable fusion loss: paper Eq. 1-3, or the ablations.
 public struct FusionLossSettings: Sendable {
     public enum Weights: String, Sendable { case learned, fixed }
     /// Weight of the gradient term (0 removes it: ablation "no gradient term").
@@ -136,39 +256,6 @@ public struct FusionLossSettings: Sendable {
     public var weights: Weights
 }
 
-/// The training schedule and meta-learning settings.
-public struct TrainingSettings: Sendable {
-    public enum Hypergradient: String, Sendable { case exact, finiteDifference = "finite-difference" }
-    public enum Phases: String, Sendable { case separate, interleaved }
-    public enum ScheduleUnit: String, Sendable { case epoch, step }
-
-    /// Epochs.
-    public var epochs: Int
-    /// Meta steps (updates of G) per epoch.
-    public var metaSteps: Int
-    /// The inner (virtual) step size η of F; nil uses F's current learning rate (official).
-    public var innerLearningRate: Double?
-    /// Exact second-order hypergradient, or the DARTS-style finite-difference approximation.
-    public var hypergradient: Hypergradient
-    /// `separate`: per epoch, the meta steps then a fusion phase over the whole set (official);
-    /// `interleaved`: ablation without a separate fusion phase (one meta step before every
-    /// fusion step).
-    public var phases: Phases
-    /// Weight of the task loss in F's own objective (0 = F never sees task gradients, official;
-    /// > 0 is the ablation "F also trained by the task loss").
-    public var fusionTaskWeight: Double
-    /// Whether schedules step per epoch (official StepLR) or per optimisation step.
-    public var scheduleUnit: ScheduleUnit
-    /// Fusion-phase steps per epoch at most (nil: the whole set).
-    public var fusionStepsPerEpoch: Int?
-    /// Write the last checkpoint every this many steps (and at every epoch end).
-    public var checkpointEvery: Int
-    /// Log a line every this many steps.
-    public var logEvery: Int
-    /// Test pairs shown in the per-epoch previews.
-    public var previewPairs: Int
-}
-
 /// What to evaluate at the end of training.
 public struct EvaluationSettings: Sendable {
     /// Fusion metrics on the test split.
@@ -177,193 +264,4 @@ public struct EvaluationSettings: Sendable {
     public var perPair: Bool
     /// Evaluate at most this many test pairs (nil: all).
     public var maxPairs: Int?
-}
-
-extension Recipe {
-    /// Reads and validates a recipe file.
-    public static func load(from url: URL) throws -> Recipe {
-        let text: String
-        do {
-            text = try String(contentsOf: url, encoding: .utf8)
-        } catch {
-            throw RecipeError(file: url.path, line: nil, "cannot read the recipe: \(error.localizedDescription)")
-        }
-        return try parse(text, file: url.path)
-    }
-
-    /// Parses recipe YAML; `file` names it in messages.
-    public static func parse(_ text: String, file: String = "<recipe>") throws -> Recipe {
-        let root: Node
-        do {
-            guard let node = try Yams.compose(yaml: text) else { throw RecipeError(file: file, line: nil, "the recipe is empty") }
-            root = node
-        } catch let error as RecipeError {
-            throw error
-        } catch let error as YamlError {
-            throw RecipeError(file: file, line: yamlErrorLine(error), "malformed YAML: \(yamlProblem(error))")
-        }
-        let top = try RecipeNode(node: root, path: "", file: file)
-            .mapping(allowed: ["name", "seed", "data", "fusion", "loss-generator", "task", "fusion-loss", "training", "evaluation"])
-        func required(_ key: String) throws -> RecipeNode {
-            guard let node = top[key] else { throw RecipeError(file: file, line: root.mark?.line, "missing required key '\(key)'") }
-            return node
-        }
-        return Recipe(
-            name: try top["name"]?.string() ?? URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent,
-            seed: UInt64(try top["seed"]?.int() ?? 0),
-            data: try parseData(try required("data")),
-            fusion: try parseModel(try required("fusion")),
-            lossGenerator: try top["loss-generator"].map(parseModel)
-                ?? ModelSettings(plugin: "restormer-lpn", parameters: PluginParameters(), optimizer: OptimizerSettings(kind: .normalizedSGD),
-                                 schedule: LearningRateSchedule(.step(size: 10, gamma: 0.1)), weights: nil),
-            task: try parseTask(try required("task")),
-            fusionLoss: try parseFusionLoss(top["fusion-loss"]),
-            training: try parseTraining(top["training"]),
-            evaluation: try parseEvaluation(top["evaluation"]),
-            file: file)
-    }
-
-    static func yamlErrorLine(_ error: YamlError) -> Int? {
-        switch error {
-        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
-        default: return nil
-        }
-    }
-
-    static func yamlProblem(_ error: YamlError) -> String {
-        switch error {
-        case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _): return problem
-        default: return String(describing: error)
-        }
-    }
-
-    static func parseOptimizer(_ node: RecipeNode?, default kind: OptimizerSettings.Kind) throws -> OptimizerSettings {
-        guard let node else { return OptimizerSettings(kind: kind) }
-        let m = try node.mapping(allowed: ["kind", "learning-rate", "weight-decay", "beta1", "beta2", "epsilon", "momentum", "nesterov"])
-        let k = try m["kind"].map { OptimizerSettings.Kind(rawValue: try $0.choice(OptimizerSettings.Kind.allCases.map(\.rawValue)))! } ?? kind
-        let lr = try m["learning-rate"]?.double() ?? 1e-4
-        guard lr > 0 else { throw m["learning-rate"]!.error("'\(node.path).learning-rate' must be positive") }
-        return OptimizerSettings(kind: k, learningRate: lr, weightDecay: try m["weight-decay"]?.double(),
-                                 beta1: try m["beta1"]?.double() ?? 0.9, beta2: try m["beta2"]?.double() ?? 0.999,
-                                 epsilon: try m["epsilon"]?.double() ?? 1e-8, momentum: try m["momentum"]?.double() ?? 0,
-                                 nesterov: try m["nesterov"]?.bool() ?? false)
-    }
-
-    static func parseSchedule(_ node: RecipeNode?) throws -> LearningRateSchedule {
-        guard let node else { return LearningRateSchedule(.step(size: 10, gamma: 0.1)) }
-        let m = try node.mapping(allowed: ["kind", "step", "gamma", "milestones", "t-max", "eta-min", "power", "total", "minimum",
-                                           "warmup", "warmup-start-factor"])
-        let kind = try m["kind"]?.choice(["constant", "step", "multistep", "cosine", "poly"]) ?? "step"
-        let decay: LearningRateSchedule.Decay
-        switch kind {
-        case "constant": decay = .constant
-        case "step": decay = .step(size: try m["step"]?.int() ?? 10, gamma: try m["gamma"]?.double() ?? 0.1)
-        case "multistep": decay = .multiStep(milestones: try m["milestones"]?.intList() ?? [], gamma: try m["gamma"]?.double() ?? 0.1)
-        case "cosine":
-            guard let tMax = try m["t-max"]?.int() else { throw node.error("'\(node.path)': a cosine schedule needs 't-max'") }
-            decay = .cosine(tMax: tMax, etaMin: try m["eta-min"]?.double() ?? 0)
-        default:
-            guard let total = try m["total"]?.int() else { throw node.error("'\(node.path)': a poly schedule needs 'total'") }
-            decay = .poly(power: try m["power"]?.double() ?? 1, total: total, minimum: try m["minimum"]?.double() ?? 0)
-        }
-        let warmup = try m["warmup"].map { LearningRateSchedule.Warmup(steps: try $0.int(), startFactor: try m["warmup-start-factor"]?.double() ?? 1.0 / 3.0) }
-        return LearningRateSchedule(decay, warmup: warmup)
-    }
-
-    static func parseModel(_ node: RecipeNode) throws -> ModelSettings {
-        try parseModel(node, extraKeys: [])
-    }
-
-    static func parseModel(_ node: RecipeNode, extraKeys: [String]) throws -> ModelSettings {
-        let m = try node.mapping(allowed: ["plugin", "parameters", "optimizer", "schedule", "weights"] + extraKeys)
-        guard let plugin = try m["plugin"]?.string() else { throw node.error("'\(node.path)' needs a 'plugin'") }
-        var parameters = try m["parameters"]?.pluginParameters() ?? PluginParameters()
-        parameters.plugin = plugin
-        let defaultKind: OptimizerSettings.Kind = node.path == "loss-generator" ? .normalizedSGD : .adam
-        return ModelSettings(plugin: plugin, parameters: parameters, optimizer: try parseOptimizer(m["optimizer"], default: defaultKind),
-                             schedule: try parseSchedule(m["schedule"]), weights: try m["weights"]?.string())
-    }
-
-    static func parseTask(_ node: RecipeNode) throws -> TaskSettings {
-        let model = try parseModel(node, extraKeys: ["input-size"])
-        let m = try node.mapping(allowed: ["plugin", "parameters", "optimizer", "schedule", "weights", "input-size"])
-        let size = try m["input-size"]?.intList(count: 2)
-        if let size, size.contains(where: { $0 < 1 }) { throw m["input-size"]!.error("'task.input-size' must be positive") }
-        return TaskSettings(model: model, inputSize: size.map { ($0[0], $0[1]) })
-    }
-
-    static func parseData(_ node: RecipeNode) throws -> DataSettings {
-        let m = try node.mapping(allowed: ["root", "layout", "train-split", "test-split", "synthetic", "batch-size", "crop",
-                                           "modality-swap", "flips", "rotations"])
-        let source: DataSettings.Source
-        if let synthetic = m["synthetic"] {
-            if m["root"] != nil { throw node.error("'data' has both 'root' and 'synthetic'; choose one") }
-            let s = try synthetic.mapping(allowed: ["train-count", "test-count", "width", "height", "night-fraction", "seed"])
-            source = .synthetic(SyntheticSettings(
-                trainCount: try s["train-count"]?.int() ?? 64, testCount: try s["test-count"]?.int() ?? 16,
-                width: try s["width"]?.int() ?? 128, height: try s["height"]?.int() ?? 128,
-                nightFraction: try s["night-fraction"]?.double() ?? 0.5, seed: UInt64(try s["seed"]?.int() ?? 0)))
-        } else {
-            guard let root = try m["root"]?.string() else { throw node.error("'data' needs a 'root' folder (or 'synthetic')") }
-            let layout = try m["layout"]?.choice(["auto"] + DatasetLayout.allCases.map(\.rawValue) + ["tno", "roadscene"])
-            source = .folder(root: root, layout: layout == "auto" ? nil : layout, trainSplit: try m["train-split"]?.string(),
-                             testSplit: try m["test-split"]?.string())
-        }
-        let batch = try m["batch-size"]?.int() ?? 2
-        guard batch > 0 else { throw m["batch-size"]!.error("'data.batch-size' must be positive") }
-        let crop = try m["crop"].map { node -> (Int, Int)? in
-            if node.isNull { return nil }
-            let c = try node.intList(count: 2)
-            guard c[0] > 0 && c[1] > 0 else { throw node.error("'data.crop' must be positive") }
-            return (c[0], c[1])
-        } ?? (256, 256)
-        return DataSettings(source: source, batchSize: batch, crop: crop.map { ($0.0, $0.1) },
-                            modalitySwap: try m["modality-swap"]?.bool() ?? true, flips: try m["flips"]?.bool() ?? true,
-                            rotations: try m["rotations"]?.bool() ?? false)
-    }
-
-    static func parseFusionLoss(_ node: RecipeNode?) throws -> FusionLossSettings {
-        guard let node else { return FusionLossSettings(alpha: 1, form: .paper, weights: .learned) }
-        let m = try node.mapping(allowed: ["alpha", "form", "weights"])
-        return FusionLossSettings(alpha: try m["alpha"]?.double() ?? 1,
-                                  form: FusionLoss.IntensityForm(rawValue: try m["form"]?.choice(["paper", "squared-weights"]) ?? "paper")!,
-                                  weights: FusionLossSettings.Weights(rawValue: try m["weights"]?.choice(["learned", "fixed"]) ?? "learned")!)
-    }
-
-    static func parseTraining(_ node: RecipeNode?) throws -> TrainingSettings {
-        let m = try node?.mapping(allowed: ["epochs", "meta-steps", "inner-learning-rate", "hypergradient", "phases", "fusion-task-weight",
-                                            "schedule-unit", "fusion-steps-per-epoch", "checkpoint-every", "log-every", "preview-pairs"]) ?? [:]
-        let settings = TrainingSettings(
-            epochs: try m["epochs"]?.int() ?? 40,
-            metaSteps: try m["meta-steps"]?.int() ?? 200,
-            innerLearningRate: try m["inner-learning-rate"]?.double(),
-            hypergradient: .init(rawValue: try m["hypergradient"]?.choice(["exact", "finite-difference"]) ?? "exact")!,
-            phases: .init(rawValue: try m["phases"]?.choice(["separate", "interleaved"]) ?? "separate")!,
-            fusionTaskWeight: try m["fusion-task-weight"]?.double() ?? 0,
-            scheduleUnit: .init(rawValue: try m["schedule-unit"]?.choice(["epoch", "step"]) ?? "epoch")!,
-            fusionStepsPerEpoch: try m["fusion-steps-per-epoch"]?.int(),
-            checkpointEvery: try m["checkpoint-every"]?.int() ?? 200,
-            logEvery: try m["log-every"]?.int() ?? 10,
-            previewPairs: try m["preview-pairs"]?.int() ?? 4)
-        for (key, value) in [("epochs", settings.epochs), ("checkpoint-every", settings.checkpointEvery), ("log-every", settings.logEvery)] where value < 1 {
-            throw m[key]!.error("'training.\(key)' must be at least 1")
-        }
-        if settings.metaSteps < 0 { throw m["meta-steps"]!.error("'training.meta-steps' must not be negative") }
-        return settings
-    }
-
-    static func parseEvaluation(_ node: RecipeNode?) throws -> EvaluationSettings {
-        let m = try node?.mapping(allowed: ["metrics", "per-pair", "max-pairs"]) ?? [:]
-        var metrics = FusionMetric.allCases
-        if let list = m["metrics"] {
-            metrics = try list.list().map { item in
-                let name = try item.string()
-                guard let metric = FusionMetric.allCases.first(where: { $0.rawValue.lowercased() == name.lowercased() }) else {
-                    throw item.error("unknown metric '\(name)' in 'evaluation.metrics' (known: \(FusionMetric.allCases.map(\.rawValue).joined(separator: ", ")))")
-                }
-                return metric
-            }
-        }
-        return EvaluationSettings(metrics: metrics, perPair: try m["per-pair"]?.bool() ?? false, maxPairs: try m["max-pairs"]?.int())
-    }
 }

@@ -30,6 +30,15 @@ struct RecipeNode {
         return result
     }
 
+    /// The entries of a mapping with any keys, in file order, with each key's line.
+    func orderedMapping() throws -> [(key: String, value: RecipeNode, line: Int?)] {
+        guard case .mapping(let mapping) = node else { throw error("'\(path)' must be a mapping") }
+        return try mapping.map { keyNode, value in
+            guard let key = keyNode.string else { throw error("'\(path)' has a key that is not a string") }
+            return (key, RecipeNode(node: value, path: path.isEmpty ? key : "\(path).\(key)", file: file), keyNode.mark?.line)
+        }
+    }
+
     var isNull: Bool {
         if case .scalar(let s) = node { return s.style == .plain && ["", "~", "null", "Null", "NULL"].contains(s.string) }
         return false

@@ -63,26 +63,24 @@ public struct MetaStepProblem {
 
     let gradientTarget: Tensor
 
-    func context(_ stream: UInt64) -> ForwardContext {
-        ForwardContext(training: training, rng: RandomGenerator(seed: contextSeed &+ stream &* 0x9E37_79B9_7F4A_7C15))
+    func context(_ pass: RandomStream.MetaPass) -> ForwardContext {
+        ForwardContext(training: training, rng: RandomStream.metaPass(pass).generator(contextSeed))
     }
 
-    func fusionScope(_ parameters: [String: Tensor], _ stream: UInt64) -> Scope {
-        Scope(parameters: parameters, buffers: fusionState.buffers, context: context(stream))
+    func fusionScope(_ parameters: [String: Tensor], _ pass: RandomStream.MetaPass) -> Scope {
+        Scope(parameters: parameters, buffers: fusionState.buffers, context: context(pass))
     }
 
     /// w = G(x; θ_G).
     public func weights(_ generatorParameters: [String: Tensor]) -> Tensor {
-        lossGenerator.weights(sources, Scope(parameters: generatorParameters, buffers: generatorState.buffers, context: context(1)))
+        lossGenerator.weights(sources, Scope(parameters: generatorParameters, buffers: generatorState.buffers, context: context(.lossGenerator)))
     }
 
     /// ∇_θF L_f at θ_F for the given weights, and the fused batch F(x; θ_F).
     public func innerGradient(weights: Tensor, createGraph: Bool = false) -> (gradient: [String: Tensor], fused: Tensor, loss: Float) {
-        var fused = Tensor(0)
-        let (value, gradient) = valueWithGradient(at: fusionState.parameters, createGraph: createGraph) { p in
-            let f = fusion.fuse(sources, fusionScope(p, 2))
-            fused = f
-            return loss(fused: f, sources: sources, weights: weights, gradientTarget: gradientTarget)
+        let (value, gradient, fused) = valueWithGradient(at: fusionState.parameters, createGraph: createGraph) { p in
+            let f = fusion.fuse(sources, fusionScope(p, .innerFusion))
+            return (loss(fused: f, sources: sources, weights: weights, gradientTarget: gradientTarget), auxiliary: f)
         }
         return (gradient, fused.detached(), value.item)
     }
@@ -94,8 +92,8 @@ public struct MetaStepProblem {
 
     /// L_t(T'(F(x'; θ_F'))).
     public func outerLoss(_ steppedFusion: [String: Tensor]) -> Tensor {
-        let fused = fusion.fuse(nextSources, fusionScope(steppedFusion, 3))
-        return task.loss(taskInput(fused), targets: nextTargets, Scope(taskState, context: context(4)))
+        let fused = fusion.fuse(nextSources, fusionScope(steppedFusion, .outerFusion))
+        return task.loss(taskInput(fused), targets: nextTargets, Scope(taskState, context: context(.outerTask)))
     }
 
     /// The meta objective J(θ_G) = L_t(T'(F(x'; θ_F − η ∇_θF L_f(θ_F, w(θ_G))))), evaluated
@@ -150,7 +148,7 @@ public struct MetaStepProblem {
         let (outer, v) = valueWithGradient(at: stepped) { outerLoss($0) }
         // u = J_F(θ_F) v, the change of F(x) along v (forward mode; no graph).
         let u = withoutGradient {
-            jvp(at: fusionState.parameters, tangents: v) { p in fusion.fuse(sources, fusionScope(p, 2)) }.tangent
+            jvp(at: fusionState.parameters, tangents: v) { p in fusion.fuse(sources, fusionScope(p, .innerFusion)) }.tangent
         }
         // −η ∇_θG ⟨∂L_f/∂F (F, w(θ_G)), u⟩.
         let hyper = gradient(at: generatorState.parameters) { g in
@@ -172,7 +170,7 @@ public struct MetaStepProblem {
         let step = epsilon / Swift.max(norm, 1e-12)
         func generatorGradient(_ sign: Float) -> [String: Tensor] {
             let shifted = fusionState.parameters.merging(v) { theta, d in theta + (sign * step) * d }
-            let fused = withoutGradient { fusion.fuse(sources, fusionScope(shifted, 2)) }
+            let fused = withoutGradient { fusion.fuse(sources, fusionScope(shifted, .innerFusion)) }
             return gradient(at: generatorState.parameters) { g in
                 loss(fused: fused, sources: sources, weights: weights(g), gradientTarget: gradientTarget)
             }

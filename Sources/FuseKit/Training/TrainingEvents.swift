@@ -1,29 +1,67 @@
 import Foundation
 
+/// The kinds of training step (the `phase` of a log line).
+public enum TrainingPhase: String, Sendable, Codable, CaseIterable {
+    /// A TDFusion meta step: an update of G along the hypergradient.
+    case meta
+    /// A TDFusion fusion step: F on the fusion loss (G frozen), T on F(x) detached.
+    case fusion
+    /// A joint step: every loss term, one optimiser step of every trained model.
+    case joint
+    /// A masked-pretraining step.
+    case pretraining
+}
+
 /// One finished optimisation step, as logged to `log.jsonl` and shown on the progress bar.
 public struct StepRecord: Sendable, Codable {
-    /// `meta` (an update of G) or `fusion` (an update of F and T).
-    public var phase: String
+    /// What kind of step it was.
+    public var phase: TrainingPhase
     public var epoch: Int
     /// Index of the step within its phase and epoch.
     public var step: Int
     /// Steps finished since the start of training.
     public var globalStep: Int
-    /// Fusion loss L_f.
-    public var fusionLoss: Double
+    /// The stage, in a recipe of several stages.
+    public var stage: String?
+    /// Fusion loss L_f (the fusion group's loss in a joint step).
+    public var fusionLoss: Double?
     /// Task loss of T on F(x) (the inner step of a meta step; T's own step in the fusion phase).
     public var innerTaskLoss: Double?
     /// Task loss of T'(F'(x')) on the meta-test batch.
     public var outerTaskLoss: Double?
     /// Norm of the hypergradient of G.
     public var hypergradientNorm: Double?
-    /// Learning rates of F, T and G.
+    /// Learning rates by model role (`fusion`, `task`, `loss-generator`), and `eta`, the inner
+    /// step size of a meta step.
     public var learningRates: [String: Double]
     /// Wall time of the step.
     public var seconds: Double
+    /// Each loss term's value, and each group's weighted sum (`group:NAME`), in joint and
+    /// pretraining steps.
+    public var losses: [String: Double]?
+    /// The weight each loss group got (task weighting).
+    public var taskWeights: [String: Double]?
+
+    public init(phase: TrainingPhase, epoch: Int, step: Int, globalStep: Int, fusionLoss: Double?, innerTaskLoss: Double?,
+                outerTaskLoss: Double?, hypergradientNorm: Double?, learningRates: [String: Double], seconds: Double,
+                losses: [String: Double]? = nil, taskWeights: [String: Double]? = nil) {
+        self.phase = phase
+        self.epoch = epoch
+        self.step = step
+        self.globalStep = globalStep
+        self.fusionLoss = fusionLoss
+        self.innerTaskLoss = innerTaskLoss
+        self.outerTaskLoss = outerTaskLoss
+        self.hypergradientNorm = hypergradientNorm
+        self.learningRates = learningRates
+        self.seconds = seconds
+        self.losses = losses
+        self.taskWeights = taskWeights
+    }
 
     enum CodingKeys: String, CodingKey {
-        case phase, epoch, step, seconds
+        case phase, epoch, step, seconds, stage, losses
+        case taskWeights = "task_weights"
         case globalStep = "global_step"
         case fusionLoss = "L_f"
         case innerTaskLoss = "L_t_inner"
@@ -70,7 +108,7 @@ public final class SilentTrainingObserver: TrainingObserver {
 /// Errors that stop training.
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
     /// A loss or gradient became NaN or infinite.
-    case nonFinite(quantity: String, phase: String, epoch: Int, step: Int, lastCheckpoint: String?)
+    case nonFinite(quantity: String, phase: TrainingPhase, epoch: Int, step: Int, lastCheckpoint: String?)
     /// `--resume` without a checkpoint to resume from.
     case nothingToResume(directory: String)
     /// The run directory holds a different recipe than the one given.
@@ -82,7 +120,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .nonFinite(let quantity, let phase, let epoch, let step, let checkpoint):
             let kept = checkpoint.map { "; the last good checkpoint is \($0)" } ?? "; no checkpoint was written yet"
-            return "\(quantity) is not finite in the \(phase) phase at epoch \(epoch + 1), step \(step + 1): training stopped\(kept)"
+            return "\(quantity) is not finite in the \(phase.rawValue) phase at epoch \(epoch + 1), step \(step + 1): training stopped\(kept)"
         case .nothingToResume(let directory):
             return "nothing to resume in \(directory): no checkpoints/last.safetensors"
         case .recipeMismatch(let directory):
@@ -96,7 +134,13 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
 /// Appends step records to `log.jsonl`, one JSON object per line.
 final class TrainingLog {
     private let handle: FileHandle
-    private let encoder: JSONEncoder
+    private let encoder = TrainingLog.encoder
+
+    static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
 
     init(url: URL, truncate: Bool) throws {
         if truncate || !FileManager.default.fileExists(atPath: url.path) {
@@ -104,8 +148,6 @@ final class TrainingLog {
         }
         handle = try FileHandle(forWritingTo: url)
         handle.seekToEndOfFile()
-        encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
     }
 
     func append(_ record: StepRecord) {

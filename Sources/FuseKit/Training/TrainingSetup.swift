@@ -6,31 +6,91 @@ import FuseKitTensor
 /// The networks and data a recipe names, built and checked before training starts.
 public struct TrainingSetup: Sendable {
     public var recipe: Recipe
-    public var fusion: any FusionNet
-    /// nil when the recipe uses fixed weights (w = 1/2).
-    public var lossGenerator: (any LossGenerator)?
-    public var task: any TaskNet
+    /// Every model of the run by role (each a plugin: a FusionNet, LossGenerator, TaskNet or JointModel).
+    public var models: [ModelRole: any Module]
     /// Training pairs (with labels).
     public var trainSource: any PairedSampleSource
     /// Test pairs (with labels when the dataset has them).
     public var testSource: any PairedSampleSource
     /// Initial weights read from the recipe's `weights` files, by role.
-    public var initialWeights: [String: [String: Tensor]]
+    public var initialWeights: [ModelRole: [String: Tensor]]
+    /// The loss terms the stages may use.
+    public var lossTerms: LossTermRegistry
 
-    /// Builds the plugins (validating their parameters) and opens the data.
+    /// The fusion network F, if the run has one.
+    public var fusion: (any FusionNet)? { models[.fusion] as? any FusionNet }
+    /// The loss generator G, if the run has one.
+    public var lossGenerator: (any LossGenerator)? { models[.lossGenerator] as? any LossGenerator }
+    /// The task network T, if the run has one.
+    public var task: (any TaskNet)? { models[.task] as? any TaskNet }
+    /// The joint model of the run, if it has one (its role and module).
+    public var joint: (role: ModelRole, model: any JointModel)? {
+        recipe.models.lazy.compactMap { m in (self.models[m.role] as? any JointModel).map { (m.role, $0) } }.first
+    }
+
+    /// The plugins a recipe names, built with their parameters (checked against each plugin's
+    /// declaration), by role.
+    public static func makeModels(recipe: Recipe, registry: PluginRegistry) throws -> [ModelRole: any Module] {
+        var models: [ModelRole: any Module] = [:]
+        for settings in recipe.models {
+            let descriptor: PluginDescriptor
+            do {
+                descriptor = try registry.descriptor(settings.plugin)
+            } catch {
+                throw RecipeError(file: recipe.file, line: settings.line, "model '\(settings.role)': \(error)")
+            }
+            models[settings.role] = try descriptor.makeModule(settings.parameters)
+        }
+        try checkStages(recipe, models: models, terms: registry.lossTerms)
+        return models
+    }
+
+    /// Every stage's models are of the kinds its strategy needs, and its loss terms exist and get
+    /// what they read.
+    static func checkStages(_ recipe: Recipe, models: [ModelRole: any Module], terms: LossTermRegistry) throws {
+        func fail(_ stage: StageSettings, _ line: Int?, _ message: String) -> RecipeError {
+            RecipeError(file: recipe.file, line: line ?? stage.line, "stage '\(stage.name)': \(message)")
+        }
+        for stage in recipe.stages {
+            switch stage.strategy {
+            case .meta:
+                for (role, kind) in [(ModelRole.fusion, PluginKind.fusion), (.task, .task), (.lossGenerator, .lossGenerator)] {
+                    guard let module = models[role] else { continue }
+                    if !PluginKind.of(module).contains(kind) {
+                        throw fail(stage, nil, "the meta strategy needs '\(role)' to be a \(kind.protocolName), but it is a \(type(of: module))")
+                    }
+                }
+            case .joint, .maskedPretraining:
+                let provided = try StageModels(stage: stage, models: models).provides(visibleIsRGB: recipe.data.visible == .rgb)
+                for term in stage.losses {
+                    guard let descriptor = terms.descriptor(term.term) else {
+                        let hint = closestMatch(to: term.term, in: terms.names).map { "; did you mean '\($0)'?" } ?? ""
+                        throw fail(stage, term.line, "unknown loss term '\(term.term)'\(hint) (terms: \(terms.names.joined(separator: ", ")))")
+                    }
+                    let built = try descriptor.makeTerm(term.parameters)
+                    for need in built.requirements where !provided.contains(need) {
+                        throw fail(stage, term.line, "the loss term '\(term.term)' needs \(need), which this stage does not provide")
+                    }
+                }
+                if stage.strategy == .maskedPretraining, try StageModels(stage: stage, models: models).reconstructor == nil {
+                    throw fail(stage, nil, "masked pretraining needs a model that reconstructs (a JointModel with MaskedReconstruction) or a fusion net")
+                }
+            }
+        }
+    }
+
+    /// Builds the plugins (validating their parameters and the stages) and opens the data.
     /// - Parameter dataRoot: overrides `data.root` of a folder recipe (`fusekit train --data`).
     public static func make(recipe: Recipe, registry: PluginRegistry, dataRoot: String? = nil) throws -> TrainingSetup {
-        let fusion = try registry.makeFusion(recipe.fusion.plugin, recipe.fusion.parameters)
-        let generator = recipe.fusionLoss.weights == .learned
-            ? try registry.makeLossGenerator(recipe.lossGenerator.plugin, recipe.lossGenerator.parameters) : nil
-        let task = try registry.makeTask(recipe.task.model.plugin, recipe.task.model.parameters)
+        let models = try makeModels(recipe: recipe, registry: registry)
         var train: any PairedSampleSource
         var test: any PairedSampleSource
         switch recipe.data.source {
         case .synthetic(let s):
-            let generatorOfScenes = SyntheticSceneGenerator(width: s.width, height: s.height, nightProbability: s.nightFraction)
-            train = generatorOfScenes.samples(count: s.trainCount, seed: s.seed)
-            test = generatorOfScenes.samples(count: s.testCount, seed: s.seed &+ 1_000_003)
+            let scenes = SyntheticSceneGenerator(width: s.width, height: s.height, nightProbability: s.nightFraction)
+            let color = recipe.data.visible == .rgb
+            train = scenes.samples(count: s.trainCount, seed: RandomStream.syntheticTrainingScenes.seed(s.seed), includeColor: color)
+            test = scenes.samples(count: s.testCount, seed: RandomStream.syntheticTestScenes.seed(s.seed), includeColor: color)
         case .folder(let root, let layout, let trainSplit, let testSplit):
             let base = URL(fileURLWithPath: dataRoot ?? root)
             let chosen = try layout.map { name -> DatasetLayout in
@@ -43,35 +103,40 @@ public struct TrainingSetup: Sendable {
             for problem in skipped { FileHandle.standardError.write(Data("warning: skipping test pair: \(problem)\n".utf8)) }
             test = usable
         }
-        var weights: [String: [String: Tensor]] = [:]
-        for (role, settings) in [("fusion", recipe.fusion), ("lossGenerator", recipe.lossGenerator), ("task", recipe.task.model)] {
-            if let path = settings.weights { weights[role] = try WeightsFile.read(WeightsReference(path), checkpointModel: role).tensors }
+        var weights: [ModelRole: [String: Tensor]] = [:]
+        for settings in recipe.models {
+            if let path = settings.weights { weights[settings.role] = try WeightsFile.read(WeightsReference(path), checkpointModel: settings.role.rawValue).tensors }
         }
-        return TrainingSetup(recipe: recipe, fusion: fusion, lossGenerator: generator, task: task, trainSource: train,
-                             testSource: test, initialWeights: weights)
+        return TrainingSetup(recipe: recipe, models: models, trainSource: train, testSource: test, initialWeights: weights,
+                             lossTerms: registry.lossTerms)
     }
 
-    /// Maps fused images [B, 1, H, W] to the task network's input: bilinear resize to the task
-    /// input size, and the gray channel repeated when the task expects colour.
-    public var taskInput: @Sendable (Tensor) -> Tensor {
-        let size = recipe.task.inputSize
-        let channels = task.inputChannels
+    /// Maps fused images [B, C, H, W] to the input of the task net of `role`: bilinear resize to
+    /// its `input-size`, the gray channel repeated when it expects colour (and the luma taken when
+    /// it expects gray of a colour image).
+    public func taskInput(for role: ModelRole = .task) -> @Sendable (Tensor) -> Tensor {
+        let size = recipe.model(role)?.inputSize
+        let channels = (models[role] as? any TaskNet)?.inputChannels ?? 1
         return { fused in
             var x = fused
             if let size, size.height != x.shape[2] || size.width != x.shape[3] {
                 x = x.resizedBilinear(to: (size.height, size.width))
             }
-            if channels > 1 { x = Tensor.concat([Tensor](repeating: x, count: channels), axis: 1) }
-            return x
+            return FusionTargets.withChannels(x, channels)
         }
     }
 }
 
-/// Names used for the models in checkpoints and logs.
-public enum ModelRole {
-    public static let fusion = "fusion"
-    public static let lossGenerator = "lossGenerator"
-    public static let task = "task"
+extension PluginKind {
+    /// The kinds a module is (its plugin protocols).
+    static func of(_ module: any Module) -> Set<PluginKind> {
+        var kinds = Set<PluginKind>()
+        if module is any FusionNet { kinds.insert(.fusion) }
+        if module is any LossGenerator { kinds.insert(.lossGenerator) }
+        if module is any TaskNet { kinds.insert(.task) }
+        if module is any JointModel { kinds.insert(.joint) }
+        return kinds
+    }
 }
 
 extension TrainingBatch {

@@ -1,9 +1,30 @@
 import FuseKit
-import RestormerFusion
-import SegFormerTask
 
-/// The model workloads of `fusekit bench`, defined as shared/reference/bench_torch.py defines them.
+/// The model workloads of `fusekit bench`, defined as shared/reference/bench_torch.py defines them,
+/// with the registry's default plugins (TDFusion's F and G, a small task net, SegFormer-b0).
 enum ModelWorkloads {
+    struct Models {
+        let fusion: any FusionNet
+        let lossGenerator: any LossGenerator
+        let smallTask: any TaskNet
+        let segmentation: any TaskNet
+    }
+
+    /// The default plugins at their default configurations (9 classes for the task nets).
+    static func models() -> Models {
+        let registry = CommandContext.registry, d = registry.defaults
+        do {
+            guard let f = d.fusion, let g = d.lossGenerator, let t = d.smallTask, let s = d.segmentationTask else {
+                throw PluginError.invalidValue(plugin: "bench", key: "defaults", reason: "the registry names no default models", line: nil)
+            }
+            let classes = PluginParameters(["classes": .int(9)])
+            return Models(fusion: try registry.makeFusion(f), lossGenerator: try registry.makeLossGenerator(g),
+                          smallTask: try registry.makeTask(t, classes), segmentation: try registry.makeTask(s, classes))
+        } catch {
+            fatalError("fusekit bench: \(error)")
+        }
+    }
+
     static func random(_ shape: [Int], seed: UInt64) -> Tensor {
         var rng = RandomGenerator(seed: seed)
         return Tensor.uniform(shape, using: &rng)
@@ -19,7 +40,7 @@ enum ModelWorkloads {
     static var segformerMetaStep: BenchWorkload {
         BenchWorkload(name: "meta-step-2x256-segformer", summary: "one exact meta step on 2x2x256x256 with SegFormer-b0 (9 classes, input 240x320) as T",
                       defaultRuns: 3, flops: nil, bytes: nil) {
-            let f = RestormerFusion(), g = RestormerLossGenerator(), t = SegFormer(configuration: .b0)
+            let m = models(), f = m.fusion, g = m.lossGenerator, t = m.segmentation
             let x = random([2, 2, 256, 256], seed: 2), x2 = random([2, 2, 256, 256], seed: 3)
             var rng = RandomGenerator(seed: 4)
             let labels = Tensor(shape: [2, 256, 256], scalars: (0..<(2 * 256 * 256)).map { _ in Float(rng.nextInt(below: 9)) })
@@ -35,7 +56,7 @@ enum ModelWorkloads {
     static func inference(_ h: Int, _ w: Int) -> BenchWorkload {
         BenchWorkload(name: "fusion-infer-\(h)x\(w)", summary: "F forward on 1x2x\(h)x\(w), no gradients", defaultRuns: 5,
                       flops: nil, bytes: nil) {
-            let f = RestormerFusion()
+            let f = models().fusion
             let state = f.initialState(seed: 0)
             let x = random([1, 2, h, w], seed: 1)
             return { _ = withoutGradient { f.fuse(x, Scope(state)) } }
@@ -45,7 +66,7 @@ enum ModelWorkloads {
     static var training: [BenchWorkload] { [
         BenchWorkload(name: "fusion-train-2x256", summary: "one training step of F (forward, learnable loss with w = G(x) not differentiated, backward, Adam) on 2x2x256x256",
                       defaultRuns: 5, flops: nil, bytes: nil) {
-            let f = RestormerFusion(), g = RestormerLossGenerator()
+            let m = models(), f = m.fusion, g = m.lossGenerator
             var fState = f.initialState(seed: 0)
             let gState = g.initialState(seed: 1)
             let x = random([2, 2, 256, 256], seed: 2)
@@ -62,7 +83,7 @@ enum ModelWorkloads {
         },
         BenchWorkload(name: "meta-step-2x256", summary: "one exact meta step (inner virtual step with the graph to G, outer task loss of tiny-conv-seg on F'(x'), hypergradient of G) on 2x2x256x256",
                       defaultRuns: 3, flops: nil, bytes: nil) {
-            let f = RestormerFusion(), g = RestormerLossGenerator(), t = TinyConvSegmenter(classes: 9)
+            let m = models(), f = m.fusion, g = m.lossGenerator, t = m.smallTask
             let x = random([2, 2, 256, 256], seed: 2), x2 = random([2, 2, 256, 256], seed: 3)
             var rng = RandomGenerator(seed: 4)
             let labels = Tensor(shape: [2, 256, 256], scalars: (0..<(2 * 256 * 256)).map { _ in Float(rng.nextInt(below: 9)) })

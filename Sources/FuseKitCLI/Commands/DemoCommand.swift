@@ -32,7 +32,7 @@ struct DemoCommand: ParsableCommand {
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         let started = Date()
         var observers: [TrainingProgress] = []
-        let demo = DemoRun(recipe: parsed, recipeText: text, registry: StandardPlugins.registry(), output: output)
+        let demo = DemoRun(recipe: parsed, recipeText: text, registry: CommandContext.registry, output: output)
         let report = try demo.run { name, epochs in
             observers.last?.finish()
             let o = TrainingProgress(label: name, epochs: epochs)

@@ -17,8 +17,8 @@ struct FuseCommand: ParsableCommand {
     @Option(help: "Weights: a PyTorch .pth, a safetensors file or a FuseKit checkpoint (FILE#PREFIX selects a nested part).")
     var weights: String?
 
-    @Option(help: "The fusion plugin.")
-    var model = "restormer-fusion"
+    @Option(help: "The fusion plugin (default: the registry's default fusion net; see 'fusekit plugins').")
+    var model: String?
 
     @Option(name: .customLong("param"), help: "A plugin parameter as KEY=VALUE (repeatable), e.g. --param dim=16.")
     var parameters: [String] = []
@@ -41,22 +41,9 @@ struct FuseCommand: ParsableCommand {
         }
     }
 
-    static func pluginParameters(_ items: [String]) throws -> PluginParameters {
-        var values: [String: ParameterValue] = [:]
-        for item in items {
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { throw ValidationError("--param expects KEY=VALUE, got '\(item)'") }
-            if let i = Int(parts[1]) { values[parts[0]] = .int(i) }
-            else if let d = Double(parts[1]) { values[parts[0]] = .double(d) }
-            else if let b = Bool(parts[1]) { values[parts[0]] = .bool(b) }
-            else { values[parts[0]] = .string(parts[1]) }
-        }
-        return PluginParameters(values)
-    }
-
     /// The fusion network's weights from any weights file (a FuseKit checkpoint's fusion model).
     static func loadWeights(_ path: String, for fusion: any FusionNet) throws -> ModelState {
-        let weights = try WeightsFile.read(WeightsReference(path), checkpointModel: ModelRole.fusion)
+        let weights = try WeightsFile.read(WeightsReference(path), checkpointModel: ModelRole.fusion.rawValue)
         do {
             return try fusion.loadState(from: weights.tensors, alias: StateDictAliases.convDuplicates)
         } catch let error as StateDictError {
@@ -65,8 +52,9 @@ struct FuseCommand: ParsableCommand {
     }
 
     func run() throws {
-        let registry = StandardPlugins.registry()
-        let fusion = try registry.makeFusion(model, try Self.pluginParameters(parameters))
+        let registry = CommandContext.registry
+        guard let model = model ?? registry.defaults.fusion else { throw ValidationError("fuse needs --model NAME (see 'fusekit plugins')") }
+        let fusion = try registry.makeFusion(model, try PluginParameters.parsing(parameters, plugin: model))
         let state = try Self.loadWeights(weights!, for: fusion)
         let fuser = Fuser(fusion: fusion, state: state, normalizes: !noNormalize)
         let irURL = URL(fileURLWithPath: ir), visURL = URL(fileURLWithPath: vis)

@@ -12,11 +12,11 @@ struct GradcheckCommand: ParsableCommand {
     @Option(help: "Check only this plugin.")
     var plugin: String?
 
-    @Option(help: "Task plugin of the hypergradient check.")
-    var task = "tiny-conv-seg"
+    @Option(help: "Task plugin of the hypergradient check (default: the registry's small task net).")
+    var task: String?
 
     func run() throws {
-        let registry = StandardPlugins.registry()
+        let registry = CommandContext.registry
         var descriptors = registry.all
         if let plugin {
             descriptors = descriptors.filter { $0.name == plugin }
@@ -28,17 +28,22 @@ struct GradcheckCommand: ParsableCommand {
         var failed = false
         for d in descriptors {
             let started = Date()
-            let report = try PluginGradcheck.check(d, in: registry)
+            let report = PluginGradcheck.check(d)
             failed = failed || !report.passed
             print(String(format: "%@ %-18@ %-15@ worst relative error %.2e (vjp %.2e, jvp %.2e, identity %.2e)  %.1fs",
                          report.passed ? "ok  " : "FAIL", d.name as NSString, d.kind.rawValue as NSString, report.worstError,
                          report.vjpError, report.jvpError, report.identityError, Date().timeIntervalSince(started)))
             for f in report.failures { print("      " + f) }
         }
+        // The hypergradient of a tiny meta step, with the checked plugin in its role and the
+        // registry's defaults in the others.
+        let defaults = registry.defaults
         let fusions = descriptors.filter { $0.kind == .fusion }, generators = descriptors.filter { $0.kind == .lossGenerator }
-        let fusion = fusions.first?.name ?? (plugin == nil ? nil : "restormer-fusion")
-        if plugin == nil || !fusions.isEmpty || !generators.isEmpty, let fusion {
-            let generator = generators.first?.name ?? "restormer-lpn"
+        let tasks = descriptors.filter { $0.kind == .task }
+        let runsHypergradient = plugin == nil || !fusions.isEmpty || !generators.isEmpty || !tasks.isEmpty
+        if runsHypergradient, let fusion = fusions.first?.name ?? defaults.fusion,
+           let generator = generators.first?.name ?? defaults.lossGenerator,
+           let task = task ?? (plugin == nil ? nil : tasks.first?.name) ?? defaults.smallTask {
             let started = Date()
             let report = try PluginGradcheck.checkHypergradient(fusion: fusion, lossGenerator: generator, task: task, in: registry)
             failed = failed || !report.passed

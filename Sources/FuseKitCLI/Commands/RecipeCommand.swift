@@ -23,20 +23,28 @@ struct RecipeCommand: ParsableCommand {
 
         func run() throws {
             let recipe = try Recipe.load(from: URL(fileURLWithPath: file))
-            let registry = StandardPlugins.registry()
+            let registry = CommandContext.registry
             var summary = ["\(file): ok"]
             if skipData {
-                _ = try registry.makeFusion(recipe.fusion.plugin, recipe.fusion.parameters)
-                if recipe.fusionLoss.weights == .learned {
-                    _ = try registry.makeLossGenerator(recipe.lossGenerator.plugin, recipe.lossGenerator.parameters)
-                }
-                _ = try registry.makeTask(recipe.task.model.plugin, recipe.task.model.parameters)
+                _ = try TrainingSetup.makeModels(recipe: recipe, registry: registry)
             } else {
                 let setup = try TrainingSetup.make(recipe: recipe, registry: registry, dataRoot: data)
                 summary.append("  data: \(setup.trainSource.count) training pairs, \(setup.testSource.count) test pairs")
             }
-            summary.append("  fusion: \(recipe.fusion.plugin), loss generator: \(recipe.fusionLoss.weights == .fixed ? "none (fixed w = 1/2)" : recipe.lossGenerator.plugin), task: \(recipe.task.model.plugin)")
-            summary.append("  \(recipe.training.epochs) epochs, \(recipe.training.metaSteps) meta steps per epoch, hypergradient \(recipe.training.hypergradient.rawValue)")
+            summary.append("  models: " + recipe.models.map { "\($0.role) \($0.plugin)" }.joined(separator: ", "))
+            for stage in recipe.stages {
+                var line = "  stage \(stage.name): \(stage.strategy.rawValue), \(stage.epochs) epochs, trains "
+                    + stage.trained.map(\.role.rawValue).joined(separator: ", ")
+                if !stage.frozen.isEmpty { line += "; frozen " + stage.frozen.map(\.rawValue).joined(separator: ", ") }
+                switch stage.strategy {
+                case .meta:
+                    line += stage.fusionLoss.weights == .fixed ? "; fixed weights w = 1/2"
+                        : "; \(stage.metaSteps) meta steps per epoch, hypergradient \(stage.hypergradient.rawValue)"
+                case .joint, .maskedPretraining:
+                    line += "; losses " + stage.losses.map { "\($0.weight) \($0.term)" }.joined(separator: " + ")
+                }
+                summary.append(line)
+            }
             print(summary.joined(separator: "\n"))
         }
     }
@@ -47,10 +55,29 @@ struct PluginsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "plugins", abstract: "List the registered plugins and their parameters.")
 
     func run() {
-        for d in StandardPlugins.registry().all {
+        for d in CommandContext.registry.all {
+            print("\(d.name) (\(d.kind.rawValue)): \(d.summary)")
+            if !d.variants.isEmpty {
+                print("    variant: one of " + d.variants.map { "\($0.name) (\($0.summary))" }.joined(separator: ", "))
+            }
+            for p in d.parameters {
+                let rule = p.constraint.map { ", \($0)" } ?? ""
+                print("    \(p.name): \(p.typeName)\(rule), default \(p.defaultValue) — \(p.help)")
+            }
+        }
+    }
+}
+
+/// `fusekit losses`.
+struct LossesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "losses", abstract: "List the loss terms recipes may use in their stages, with their parameters.")
+
+    func run() {
+        for d in CommandContext.registry.lossTerms.all {
             print("\(d.name) (\(d.kind.rawValue)): \(d.summary)")
             for p in d.parameters {
-                print("    \(p.name): \(p.type.rawValue), default \(p.defaultValue) — \(p.help)")
+                let rule = p.constraint.map { ", \($0)" } ?? ""
+                print("    \(p.name): \(p.typeName)\(rule), default \(p.defaultValue) — \(p.help)")
             }
         }
     }

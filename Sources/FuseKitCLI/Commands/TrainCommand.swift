@@ -2,11 +2,11 @@ import ArgumentParser
 import Foundation
 import FuseKit
 
-/// `fusekit train RECIPE`: TDFusion meta-training from a recipe.
+/// `fusekit train RECIPE`: trains a recipe's models.
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Train a fusion net, a loss generator and a task net with TDFusion's meta-learning.",
+        abstract: "Train the models of a recipe (TDFusion's meta-learning and the other strategies).",
         discussion: """
         The run directory gets the resolved recipe, log.jsonl (one line per step), checkpoints/ (last and best), \
         previews/ (fused images and w_a heat maps per epoch, loss curves), fused/ test images and metrics.json/metrics.md.
@@ -31,10 +31,10 @@ struct TrainCommand: ParsableCommand {
         let url = URL(fileURLWithPath: recipe)
         let parsed = try Recipe.load(from: url)
         let text = try String(contentsOf: url, encoding: .utf8)
-        let setup = try TrainingSetup.make(recipe: parsed, registry: StandardPlugins.registry(), dataRoot: data)
+        let setup = try TrainingSetup.make(recipe: parsed, registry: CommandContext.registry, dataRoot: data)
         let directory = URL(fileURLWithPath: out ?? "runs/\(parsed.name)")
-        let progress = TrainingProgress(label: parsed.name, epochs: parsed.training.epochs)
-        let trainer = try MetaTrainer(setup: setup, runDirectory: directory, observer: progress)
+        let progress = TrainingProgress(label: parsed.name, epochs: parsed.totalEpochs)
+        let trainer = try Trainer(setup: setup, runDirectory: directory, observer: progress)
         let result = try trainer.run(resume: resume, recipeText: text, stopAfter: stopAfter)
         progress.finish()
         guard let result else {

@@ -30,7 +30,7 @@ final class ProgressBar: @unchecked Sendable {
         case silent
     }
 
-    let total: Int
+    private(set) var total: Int
     let label: String
     let style: Style
     let unit: String
@@ -68,6 +68,14 @@ final class ProgressBar: @unchecked Sendable {
         self.completed = completed
         if let status { self.status = status }
         render(force: false)
+    }
+
+    /// Sets the number of items done out of `total` (for work whose size is known only once it runs).
+    func update(completed: Int, total: Int, status: String? = nil) {
+        lock.lock()
+        self.total = Swift.max(total, 0)
+        lock.unlock()
+        update(completed: completed, status: status)
     }
 
     /// Adds `count` items done.

@@ -30,17 +30,13 @@ public struct Activation: UnaryModule {
 
 /// PReLU with `count` learnable slopes (1 shared, or one per channel), initialised to `initial`.
 public struct PReLU: UnaryModule {
-    public let count: Int
-    public let initial: Float
+    public let weight: ParameterSpec
 
     public init(count: Int = 1, initial: Float = 0.25) {
-        self.count = count
-        self.initial = initial
+        weight = ParameterSpec("weight", [count], .constant(initial), decays: false)
     }
 
-    public var ownParameters: [ParameterSpec] { [ParameterSpec("weight", [count], .constant(initial), decays: false)] }
-
-    public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor { x.prelu(p["weight"]) }
+    public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor { x.prelu(p[weight]) }
 }
 
 /// Dropout: in training, zeroes each element with probability `rate` and scales the rest by
@@ -75,22 +71,5 @@ public struct DropPath: UnaryModule {
         let shape = [x.shape[0]] + [Int](repeating: 1, count: x.rank - 1)
         let keep = Tensor.uniform(shape, using: &p.context.rng).greaterEqual(rate)
         return x * keep * (1 / (1 - rate))
-    }
-}
-
-/// Modules applied in order; children are named "0", "1", ... as in `nn.Sequential`.
-public struct Sequential: UnaryModule {
-    public let layers: [any UnaryModule]
-
-    public init(_ layers: [any UnaryModule]) { self.layers = layers }
-
-    public var children: [(name: String, module: any Module)] {
-        layers.enumerated().map { (String($0.offset), $0.element as any Module) }
-    }
-
-    public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        var y = x
-        for (i, layer) in layers.enumerated() { y = layer(y, p.child(i)) }
-        return y
     }
 }

@@ -10,7 +10,8 @@ public struct Conv2d: UnaryModule {
     public let padding: (Int, Int)
     public let dilation: (Int, Int)
     public let groups: Int
-    public let hasBias: Bool
+    public let weight: ParameterSpec
+    public let bias: ParameterSpec?
 
     /// A convolution with a square kernel; `padding` defaults to "same" for odd kernels at stride 1
     /// (`kernelSize / 2`, PyTorch's usual `padding=k//2`).
@@ -32,21 +33,15 @@ public struct Conv2d: UnaryModule {
         self.padding = padding
         self.dilation = dilation
         self.groups = groups
-        self.hasBias = bias
+        let fanIn = inChannels / groups * kernelSize.0 * kernelSize.1
+        weight = ParameterSpec("weight", [outChannels, inChannels / groups, kernelSize.0, kernelSize.1], .kaimingUniform(fanIn: fanIn))
+        self.bias = bias ? ParameterSpec.bias([outChannels], fanIn: fanIn) : nil
     }
 
-    var fanIn: Int { inChannels / groups * kernelSize.0 * kernelSize.1 }
-
-    public var ownParameters: [ParameterSpec] {
-        var specs = [ParameterSpec("weight", [outChannels, inChannels / groups, kernelSize.0, kernelSize.1], .kaimingUniform(fanIn: fanIn))]
-        if hasBias {
-            specs.append(ParameterSpec("bias", [outChannels], .uniform(bound: 1 / Float(fanIn).squareRoot()), decays: false))
-        }
-        return specs
-    }
+    public var hasBias: Bool { bias != nil }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        Tensor.conv2d(x, p["weight"], bias: hasBias ? p["bias"] : nil, stride: stride, padding: padding,
+        Tensor.conv2d(x, p[weight], bias: bias.map { p[$0] }, stride: stride, padding: padding,
                       dilation: dilation, groups: groups)
     }
 
@@ -55,8 +50,8 @@ public struct Conv2d: UnaryModule {
     /// input channels: of a depthwise one, the same range.
     public func callAsFunction(_ x: Tensor, _ p: Scope, outputs: Range<Int>) -> Tensor {
         if outputs.count == outChannels { return self(x, p) }
-        let weight = p["weight"].sliced(axis: 0, outputs)
-        let bias = hasBias ? p["bias"].sliced(axis: 0, outputs) : nil
+        let weight = p[self.weight].sliced(axis: 0, outputs)
+        let bias = self.bias.map { p[$0].sliced(axis: 0, outputs) }
         let outPerGroup = outChannels / groups
         let sliceGroups: Int
         if groups == 1 {
@@ -86,7 +81,8 @@ public struct ConvTranspose2d: UnaryModule {
     public let padding: Int
     public let outputPadding: Int
     public let groups: Int
-    public let hasBias: Bool
+    public let weight: ParameterSpec
+    public let bias: ParameterSpec?
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                 outputPadding: Int = 0, groups: Int = 1, bias: Bool = true) {
@@ -97,22 +93,14 @@ public struct ConvTranspose2d: UnaryModule {
         self.padding = padding
         self.outputPadding = outputPadding
         self.groups = groups
-        self.hasBias = bias
-    }
-
-    // PyTorch computes fan-in of a transposed conv from weight.size(1) * k * k.
-    var fanIn: Int { outChannels / groups * kernelSize * kernelSize }
-
-    public var ownParameters: [ParameterSpec] {
-        var specs = [ParameterSpec("weight", [inChannels, outChannels / groups, kernelSize, kernelSize], .kaimingUniform(fanIn: fanIn))]
-        if hasBias {
-            specs.append(ParameterSpec("bias", [outChannels], .uniform(bound: 1 / Float(fanIn).squareRoot()), decays: false))
-        }
-        return specs
+        // PyTorch computes fan-in of a transposed conv from weight.size(1) * k * k.
+        let fanIn = outChannels / groups * kernelSize * kernelSize
+        weight = ParameterSpec("weight", [inChannels, outChannels / groups, kernelSize, kernelSize], .kaimingUniform(fanIn: fanIn))
+        self.bias = bias ? ParameterSpec.bias([outChannels], fanIn: fanIn) : nil
     }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        Tensor.convTranspose2d(x, p["weight"], bias: hasBias ? p["bias"] : nil, stride: (stride, stride),
+        Tensor.convTranspose2d(x, p[weight], bias: bias.map { p[$0] }, stride: (stride, stride),
                                padding: (padding, padding), outputPadding: (outputPadding, outputPadding), groups: groups)
     }
 }
@@ -121,29 +109,42 @@ public struct ConvTranspose2d: UnaryModule {
 public struct Linear: UnaryModule {
     public let inFeatures: Int
     public let outFeatures: Int
-    public let hasBias: Bool
-    /// Initialiser of the weight (PyTorch's default unless a model overrides it).
-    public let weightInit: Initializer
-    /// Initialiser of the bias.
-    public let biasInit: Initializer
+    public let weight: ParameterSpec
+    public let bias: ParameterSpec?
 
+    /// A linear layer; the initialisers default to PyTorch's (kaiming-uniform weight, uniform bias).
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, weightInit: Initializer? = nil, biasInit: Initializer? = nil) {
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
-        self.hasBias = bias
-        self.weightInit = weightInit ?? .kaimingUniform(fanIn: inFeatures)
-        self.biasInit = biasInit ?? .uniform(bound: 1 / Float(inFeatures).squareRoot())
+        weight = ParameterSpec("weight", [outFeatures, inFeatures], weightInit ?? .kaimingUniform(fanIn: inFeatures))
+        self.bias = bias ? ParameterSpec.bias([outFeatures], fanIn: inFeatures, initializer: biasInit) : nil
     }
 
-    public var ownParameters: [ParameterSpec] {
-        var specs = [ParameterSpec("weight", [outFeatures, inFeatures], weightInit)]
-        if hasBias { specs.append(ParameterSpec("bias", [outFeatures], biasInit, decays: false)) }
-        return specs
-    }
+    public var hasBias: Bool { bias != nil }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        let y = Tensor.matmul(x.rank == 1 ? x.unsqueezed(at: 0) : x, p["weight"], transposeB: true)
-        let out = hasBias ? y + p["bias"] : y
+        let y = Tensor.matmul(x.rank == 1 ? x.unsqueezed(at: 0) : x, p[weight], transposeB: true)
+        let out = bias.map { y + p[$0] } ?? y
         return x.rank == 1 ? out.squeezed(at: 0) : out
+    }
+}
+
+extension ParameterSpec {
+    /// A layer's `bias`: PyTorch's default U(-1/√fanIn, 1/√fanIn) unless `initializer` says
+    /// otherwise, without weight decay.
+    public static func bias(_ shape: [Int], fanIn: Int, initializer: Initializer? = nil) -> ParameterSpec {
+        ParameterSpec("bias", shape, initializer ?? .uniform(bound: 1 / Float(Swift.max(fanIn, 1)).squareRoot()), decays: false)
+    }
+}
+
+extension Child where M == Conv2d {
+    /// Only the output channels `outputs`; see ``Conv2d/callAsFunction(_:_:outputs:)``.
+    public func callAsFunction(_ x: Tensor, _ p: Scope, outputs: Range<Int>) -> Tensor {
+        run(in: p) { conv, scope in conv(x, scope, outputs: outputs) }
+    }
+
+    /// The output split into equal channel ranges; see ``Conv2d/chunks(_:_:_:)``.
+    public func chunks(_ x: Tensor, _ p: Scope, _ parts: Int) -> [Tensor] {
+        run(in: p) { conv, scope in conv.chunks(x, scope, parts) }
     }
 }

@@ -17,30 +17,28 @@ public enum Normalize {
 }
 
 extension ParameterSpec {
-    /// The affine parameters of a norm layer: `weight` (ones) and optionally `bias` (zeros) of
-    /// `shape`, without weight decay.
-    public static func affine(_ shape: [Int], bias: Bool = true) -> [ParameterSpec] {
-        [ParameterSpec("weight", shape, .constant(1), decays: false)]
-            + (bias ? [ParameterSpec("bias", shape, .constant(0), decays: false)] : [])
-    }
+    /// A norm layer's affine scale `weight` (ones), without weight decay.
+    public static func normWeight(_ shape: [Int]) -> ParameterSpec { ParameterSpec("weight", shape, .constant(1), decays: false) }
+    /// A norm layer's affine shift `bias` (zeros), without weight decay.
+    public static func normBias(_ shape: [Int]) -> ParameterSpec { ParameterSpec("bias", shape, .constant(0), decays: false) }
 }
 
 /// LayerNorm over the channels of each pixel of an NCHW tensor (weight and bias [C]).
 public struct ChannelLayerNorm: UnaryModule {
     public let channels: Int
     public let eps: Float
-    public let hasBias: Bool
+    public let weight: ParameterSpec
+    public let bias: ParameterSpec?
 
     public init(_ channels: Int, eps: Float = 1e-5, bias: Bool = true) {
         self.channels = channels
         self.eps = eps
-        self.hasBias = bias
+        weight = .normWeight([channels])
+        self.bias = bias ? .normBias([channels]) : nil
     }
 
-    public var ownParameters: [ParameterSpec] { ParameterSpec.affine([channels], bias: hasBias) }
-
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        Normalize.channelLayerNorm(x, weight: p["weight"], bias: hasBias ? p["bias"] : nil, eps: eps)
+        Normalize.channelLayerNorm(x, weight: p[weight], bias: bias.map { p[$0] }, eps: eps)
     }
 }
 
@@ -48,22 +46,24 @@ public struct ChannelLayerNorm: UnaryModule {
 public struct LayerNorm: UnaryModule {
     public let normalizedShape: [Int]
     public let eps: Float
+    public let weight: ParameterSpec
+    public let bias: ParameterSpec
 
     public init(_ normalizedShape: [Int], eps: Float = 1e-5) {
         self.normalizedShape = normalizedShape
         self.eps = eps
+        weight = .normWeight(normalizedShape)
+        bias = .normBias(normalizedShape)
     }
 
     public init(_ features: Int, eps: Float = 1e-5) { self.init([features], eps: eps) }
-
-    public var ownParameters: [ParameterSpec] { ParameterSpec.affine(normalizedShape) }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
         let k = normalizedShape.count
         require(Array(x.shape.suffix(k)) == normalizedShape,
                 "LayerNorm: input \(Shape.describe(x.shape)) does not end in \(Shape.describe(normalizedShape))")
         let axes = Array((x.rank - k)..<x.rank)
-        return Normalize.standardize(x, axes: axes, eps: eps) * p["weight"] + p["bias"]
+        return Normalize.standardize(x, axes: axes, eps: eps) * p[weight] + p[bias]
     }
 }
 
@@ -73,24 +73,27 @@ public struct BatchNorm2d: UnaryModule {
     public let channels: Int
     public let eps: Float
     public let momentum: Float
+    public let weight: ParameterSpec
+    public let bias: ParameterSpec
+    public let runningMean: ParameterSpec
+    public let runningVariance: ParameterSpec
+    public let batchesTracked: ParameterSpec
 
     public init(_ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
         self.channels = channels
         self.eps = eps
         self.momentum = momentum
-    }
-
-    public var ownParameters: [ParameterSpec] {
-        ParameterSpec.affine([channels]) + [
-         ParameterSpec("running_mean", [channels], .constant(0), isBuffer: true),
-         ParameterSpec("running_var", [channels], .constant(1), isBuffer: true),
-         ParameterSpec("num_batches_tracked", [], .constant(0), isBuffer: true)]
+        weight = .normWeight([channels])
+        bias = .normBias([channels])
+        runningMean = .buffer("running_mean", [channels], .constant(0))
+        runningVariance = .buffer("running_var", [channels], .constant(1))
+        batchesTracked = .buffer("num_batches_tracked", [], .constant(0))
     }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
         require(x.rank == 4 && x.shape[1] == channels, "BatchNorm2d(\(channels)): input must be [N, \(channels), H, W], got \(Shape.describe(x.shape))")
         let shape = [1, channels, 1, 1]
-        let weight = p["weight"].reshaped(shape), bias = p["bias"].reshaped(shape)
+        let weight = p[self.weight].reshaped(shape), bias = p[self.bias].reshaped(shape)
         if p.isTraining {
             let mean = x.mean(axes: [0, 2, 3], keepDims: true)
             let centered = x - mean
@@ -98,13 +101,13 @@ public struct BatchNorm2d: UnaryModule {
             let n = Float(x.shape[0] * x.shape[2] * x.shape[3])
             withoutGradient {
                 let unbiased = variance.detached() * (n / Swift.max(n - 1, 1))
-                p.updateBuffer("running_mean", p.buffer("running_mean") * (1 - momentum) + mean.detached().reshaped([channels]) * momentum)
-                p.updateBuffer("running_var", p.buffer("running_var") * (1 - momentum) + unbiased.reshaped([channels]) * momentum)
-                p.updateBuffer("num_batches_tracked", p.buffer("num_batches_tracked") + 1)
+                p.updateBuffer(runningMean, p.buffer(runningMean) * (1 - momentum) + mean.detached().reshaped([channels]) * momentum)
+                p.updateBuffer(runningVariance, p.buffer(runningVariance) * (1 - momentum) + unbiased.reshaped([channels]) * momentum)
+                p.updateBuffer(batchesTracked, p.buffer(batchesTracked) + 1)
             }
             return centered / (variance + eps).sqrt() * weight + bias
         }
-        let mean = p.buffer("running_mean").reshaped(shape), variance = p.buffer("running_var").reshaped(shape)
+        let mean = p.buffer(runningMean).reshaped(shape), variance = p.buffer(runningVariance).reshaped(shape)
         return (x - mean) / (variance + eps).sqrt() * weight + bias
     }
 }
@@ -114,28 +117,27 @@ public struct GroupNorm: UnaryModule {
     public let groups: Int
     public let channels: Int
     public let eps: Float
-    public let affine: Bool
+    /// The per-channel scale and shift, when affine.
+    public let affine: (weight: ParameterSpec, bias: ParameterSpec)?
 
     public init(groups: Int, channels: Int, eps: Float = 1e-5, affine: Bool = true) {
         require(channels % groups == 0, "GroupNorm: \(groups) groups do not divide \(channels) channels")
         self.groups = groups
         self.channels = channels
         self.eps = eps
-        self.affine = affine
+        self.affine = affine ? (.normWeight([channels]), .normBias([channels])) : nil
     }
 
-    public var ownParameters: [ParameterSpec] {
-        affine ? ParameterSpec.affine([channels]) : []
-    }
+    public var ownParameters: [ParameterSpec] { affine.map { [$0.weight, $0.bias] } ?? [] }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
         require(x.rank >= 2 && x.shape[1] == channels, "GroupNorm: input \(Shape.describe(x.shape)) does not have \(channels) channels")
         let n = x.shape[0]
         let grouped = x.reshaped([n, groups, -1])
         var y = Normalize.standardize(grouped, axes: [2], eps: eps).reshaped(x.shape)
-        if affine {
+        if let affine {
             let shape = [1, channels] + [Int](repeating: 1, count: x.rank - 2)
-            y = y * p["weight"].reshaped(shape) + p["bias"].reshaped(shape)
+            y = y * p[affine.weight].reshaped(shape) + p[affine.bias].reshaped(shape)
         }
         return y
     }
@@ -145,23 +147,22 @@ public struct GroupNorm: UnaryModule {
 public struct InstanceNorm2d: UnaryModule {
     public let channels: Int
     public let eps: Float
-    public let affine: Bool
+    /// The per-channel scale and shift, when affine.
+    public let affine: (weight: ParameterSpec, bias: ParameterSpec)?
 
     public init(_ channels: Int, eps: Float = 1e-5, affine: Bool = false) {
         self.channels = channels
         self.eps = eps
-        self.affine = affine
+        self.affine = affine ? (.normWeight([channels]), .normBias([channels])) : nil
     }
 
-    public var ownParameters: [ParameterSpec] {
-        affine ? ParameterSpec.affine([channels]) : []
-    }
+    public var ownParameters: [ParameterSpec] { affine.map { [$0.weight, $0.bias] } ?? [] }
 
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
         require(x.rank == 4 && x.shape[1] == channels, "InstanceNorm2d(\(channels)): input must be [N, \(channels), H, W], got \(Shape.describe(x.shape))")
         var y = Normalize.standardize(x, axes: [2, 3], eps: eps)
-        if affine {
-            y = y * p["weight"].reshaped([1, channels, 1, 1]) + p["bias"].reshaped([1, channels, 1, 1])
+        if let affine {
+            y = y * p[affine.weight].reshaped([1, channels, 1, 1]) + p[affine.bias].reshaped([1, channels, 1, 1])
         }
         return y
     }

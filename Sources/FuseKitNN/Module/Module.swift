@@ -7,34 +7,49 @@ import FuseKitTensor
 /// running the same module with a substituted parameter set (PyTorch's `functional_call`) an
 /// ordinary call, which is what a differentiable virtual step θ' = θ − η∇ needs.
 ///
-/// A module lists the parameters it owns directly and its named children:
+/// A module declares its parameters as stored ``ParameterSpec`` properties and its children as
+/// stored ``Child`` properties; each name is stated once, where the child or parameter is made.
+/// Both lists are found by walking the stored properties, and calling a child passes it its own
+/// scope, so the declared name and the name used at run time cannot disagree:
 ///
 /// ```swift
-/// struct Block: Module, UnaryModule {
-///     let norm: ChannelLayerNorm
-///     let conv: Conv2d
-///     var children: [(name: String, module: any Module)] { [("norm", norm), ("conv", conv)] }
-///     func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-///         x + conv(norm(x, p.child("norm")), p.child("conv"))
+/// struct Block: UnaryModule {
+///     let norm: Child<ChannelLayerNorm>
+///     let conv: Child<Conv2d>
+///     init(dim: Int) {
+///         norm = Child("norm", ChannelLayerNorm(dim))
+///         conv = Child("conv", Conv2d(dim, dim, kernelSize: 3))
 ///     }
+///     func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor { x + conv(norm(x, p), p) }
 /// }
 /// ```
+///
+/// Modules without parameters (dropout, activations) may be stored without a `Child`; a module
+/// with parameters stored that way is reported when the tree is walked.
 public protocol Module: Sendable {
-    /// Parameters and buffers this module owns directly (not its children's).
+    /// Parameters and buffers this module owns directly (not its children's), in registration
+    /// order. By default, the stored ``ParameterSpec`` properties in declaration order.
     var ownParameters: [ParameterSpec] { get }
-    /// Child modules with their names, in registration order.
+    /// Child modules with their names, in registration order. By default, the stored ``Child``
+    /// properties in declaration order.
     var children: [(name: String, module: any Module)] { get }
 }
 
-/// A module with a single tensor input and output (usable in ``Sequential``).
-public protocol UnaryModule: Module {
-    /// The forward pass.
-    func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor
+/// A module with one forward function of a typed input (a tensor, a tuple of tensors, ...).
+/// ``Child`` forwards calls to it with the child's scope.
+public protocol Layer<Input, Output>: Module {
+    associatedtype Input
+    associatedtype Output
+    /// The forward pass; `p` is this module's own scope.
+    func callAsFunction(_ input: Input, _ p: Scope) -> Output
 }
 
+/// A module with a single tensor input and output (usable in ``Sequential``).
+public protocol UnaryModule: Layer where Input == Tensor, Output == Tensor {}
+
 extension Module {
-    public var ownParameters: [ParameterSpec] { [] }
-    public var children: [(name: String, module: any Module)] { [] }
+    public var ownParameters: [ParameterSpec] { ModuleReflection.parameters(of: self) }
+    public var children: [(name: String, module: any Module)] { ModuleReflection.children(of: self) }
 
     /// Every parameter and buffer of the tree with its full dotted name, in registration order.
     public func namedSpecs(prefix: String = "") -> [(name: String, spec: ParameterSpec)] {
@@ -47,6 +62,11 @@ extension Module {
     /// Number of trainable scalars.
     public var parameterCount: Int {
         namedSpecs().filter { !$0.spec.isBuffer }.reduce(0) { $0 + Shape.count($1.spec.shape) }
+    }
+
+    /// Names of the parameters without weight decay (norms, biases, temperatures).
+    public var parametersWithoutDecay: Set<String> {
+        Set(namedSpecs().filter { !$0.spec.decays && !$0.spec.isBuffer }.map(\.name))
     }
 
     /// Fresh parameters and buffers drawn with each spec's initialiser (PyTorch's defaults unless
@@ -64,6 +84,36 @@ extension Module {
     public func initialState(seed: UInt64) -> ModelState {
         var rng = RandomGenerator(seed: seed)
         return initialState(using: &rng)
+    }
+}
+
+/// Finds a module's parameters and children among its stored properties.
+enum ModuleReflection {
+    static func parameters(of module: some Module) -> [ParameterSpec] {
+        var specs: [ParameterSpec] = []
+        for property in Mirror(reflecting: module).children {
+            if let spec = property.value as? ParameterSpec {
+                specs.append(spec)
+            } else if let list = property.value as? [ParameterSpec] {
+                specs.append(contentsOf: list)
+            }
+        }
+        return specs
+    }
+
+    static func children(of module: some Module) -> [(name: String, module: any Module)] {
+        var found: [(String, any Module)] = []
+        for property in Mirror(reflecting: module).children {
+            if let child = property.value as? any NamedChild {
+                found.append((child.childName, child.childModule))
+            } else if let list = property.value as? [any NamedChild] {
+                found.append(contentsOf: list.map { ($0.childName, $0.childModule) })
+            } else if let plain = property.value as? any Module {
+                precondition(plain.namedSpecs().isEmpty,
+                             "\(type(of: module)).\(property.label ?? "?"): a module with parameters must be stored as Child(\"name\", ...)")
+            }
+        }
+        return found
     }
 }
 
@@ -86,6 +136,11 @@ public struct ParameterSpec: Sendable {
         self.initializer = initializer
         self.isBuffer = isBuffer
         self.decays = decays && !isBuffer
+    }
+
+    /// A buffer (not trained by gradients, never decayed).
+    public static func buffer(_ name: String, _ shape: [Int], _ initializer: Initializer) -> ParameterSpec {
+        ParameterSpec(name, shape, initializer, isBuffer: true)
     }
 }
 

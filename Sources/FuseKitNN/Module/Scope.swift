@@ -1,8 +1,8 @@
 import FuseKitTensor
 
 /// The parameters, buffers and run-time settings a module reads during one forward pass, seen
-/// from one position in the module tree. `p.child("attn")` descends; `p["weight"]` reads the
-/// parameter `<prefix>weight`.
+/// from one position in the module tree. Calling a ``Child`` descends; `p[weight]` reads the
+/// parameter `<prefix>weight` of a module's `weight` spec.
 ///
 /// Any parameter dictionary can be passed, including one computed from others (a virtual step
 /// θ' = θ − η∇ that stays differentiable): that is this framework's `functional_call`.
@@ -36,34 +36,36 @@ public struct Scope {
         self.context = context
     }
 
-    /// The scope of a child module.
-    public func child(_ name: String) -> Scope {
+    /// The scope of a child module (``Child`` descends with it).
+    func child(_ name: String) -> Scope {
         Scope(parameters: parameters, buffers: buffers, prefix: prefix + name + ".", context: context)
     }
 
-    /// The scope of the i-th child of a sequential container.
-    public func child(_ index: Int) -> Scope { child(String(index)) }
-
-    /// The parameter `name` of this module.
-    public subscript(_ name: String) -> Tensor {
-        guard let value = parameters[prefix + name] else {
-            fatalError("missing parameter '\(prefix + name)' (the parameter set has \(parameters.count) entries\(Scope.nearby(prefix, parameters.keys)))")
+    /// The value of one of this module's parameters. A missing value means the parameter set
+    /// was made for another module (the names themselves cannot disagree).
+    public subscript(_ spec: ParameterSpec) -> Tensor {
+        precondition(!spec.isBuffer, "'\(prefix + spec.name)' is a buffer; read it with buffer(_:)")
+        guard let value = parameters[prefix + spec.name] else {
+            fatalError("missing parameter '\(prefix + spec.name)' (the parameter set has \(parameters.count) entries\(Scope.nearby(prefix, parameters.keys)))")
         }
         return value
     }
 
-    /// The buffer `name` of this module; an updated value from earlier in this pass wins.
-    public func buffer(_ name: String) -> Tensor {
-        if let updated = context.bufferUpdates[prefix + name] { return updated }
-        guard let value = buffers[prefix + name] else {
-            fatalError("missing buffer '\(prefix + name)'\(Scope.nearby(prefix, buffers.keys))")
+    /// The value of one of this module's buffers; an updated value from earlier in this pass wins.
+    public func buffer(_ spec: ParameterSpec) -> Tensor {
+        let name = prefix + spec.name
+        if let updated = context.bufferUpdates[name] { return updated }
+        guard let value = buffers[name] else {
+            fatalError("missing buffer '\(name)'\(Scope.nearby(prefix, buffers.keys))")
         }
         return value
     }
 
-    /// Records a new value of buffer `name` (e.g. BatchNorm running statistics in training).
-    public func updateBuffer(_ name: String, _ value: Tensor) {
-        context.bufferUpdates[prefix + name] = value.detached()
+    /// Records a new value of one of this module's buffers (e.g. BatchNorm running statistics
+    /// in training).
+    public func updateBuffer(_ spec: ParameterSpec, _ value: Tensor) {
+        precondition(spec.isBuffer, "'\(prefix + spec.name)' is a parameter, not a buffer")
+        context.bufferUpdates[prefix + spec.name] = value.detached()
     }
 
     /// Whether the pass is in training mode (dropout active, BatchNorm on batch statistics).
@@ -84,6 +86,8 @@ public final class ForwardContext {
     public var rng: RandomGenerator
     /// New buffer values recorded during the pass.
     public var bufferUpdates: [String: Tensor] = [:]
+    /// Records every child's output shapes when set (`fusekit inspect`).
+    public var trace: ModuleTrace?
 
     /// A context; `rng` matters only in training.
     public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0)) {

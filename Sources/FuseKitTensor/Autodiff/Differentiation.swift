@@ -80,6 +80,28 @@ public func valueWithGradient(at parameters: [String: Tensor], createGraph: Bool
     return (value, Dictionary(uniqueKeysWithValues: zip(keys, grads)))
 }
 
+/// The value of a scalar function of named tensors, its gradient, and an auxiliary result the
+/// function returns beside the value (torch.func's `has_aux`): for example the network output
+/// the loss was computed from, without capturing it in a variable.
+///
+/// ```swift
+/// let (loss, gradient, fused) = valueWithGradient(at: theta) { p in
+///     let f = net.fuse(x, Scope(parameters: p))
+///     return (fusionLoss(f), auxiliary: f)
+/// }
+/// ```
+public func valueWithGradient<Auxiliary>(at parameters: [String: Tensor], createGraph: Bool = false,
+                                         _ f: ([String: Tensor]) throws -> (value: Tensor, auxiliary: Auxiliary)) rethrows
+    -> (value: Tensor, gradient: [String: Tensor], auxiliary: Auxiliary) {
+    var auxiliary: Auxiliary?
+    let (value, gradient) = try valueWithGradient(at: parameters, createGraph: createGraph) { p in
+        let (v, a) = try f(p)
+        auxiliary = a
+        return v
+    }
+    return (value, gradient, auxiliary!)
+}
+
 /// The gradient of a scalar function of named tensors.
 public func gradient(at parameters: [String: Tensor], createGraph: Bool = false,
                      _ f: ([String: Tensor]) throws -> Tensor) rethrows -> [String: Tensor] {

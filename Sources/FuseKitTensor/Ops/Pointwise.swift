@@ -1,38 +1,42 @@
 import CFuseKitKernels
 
-// Pointwise functions and activations, each with reverse and forward rules in tensor operations.
+// Pointwise functions and activations. Each states its derivative once, as a function of its
+// input x and output y written in tensor operations; the reverse rule (g · f') and the forward
+// rule (t · f') are derived from it, so both stay differentiable.
 
 extension Tensor {
+    /// Records `self`, computed as f(x) of one input, with the derivative f'(x, y) stated once.
+    /// `savesOutput` keeps y alive for derivatives that read it (exp, sigmoid, tanh, ...).
+    public func recordedElementwise(_ op: String, of x: Tensor, savesOutput: Bool = false,
+                             derivative: @escaping @Sendable (_ x: Tensor, _ y: Tensor) -> Tensor) -> Tensor {
+        recorded(op: op, inputs: [x], savesOutput: savesOutput,
+                 pullback: { g, y, _ in [g * derivative(x, y)] }, tangent: { t, y in t[0].map { $0 * derivative(x, y) } })
+    }
+
     /// e^x.
     public func exp() -> Tensor {
-        Tensor.mapRaw(self, Fn.Exp.self, native: { fk_exp($0, $1, $2) }).recorded(op: "exp", inputs: [self], savesOutput: true,
-            pullback: { g, y, _ in [g * y] }, tangent: { t, y in t[0].map { $0 * y } })
+        Tensor.mapRaw(self, Fn.Exp.self, native: { fk_exp($0, $1, $2) })
+            .recordedElementwise("exp", of: self, savesOutput: true) { _, y in y }
     }
 
     /// Natural logarithm.
     public func log() -> Tensor {
-        let x = self
-        return Tensor.mapRaw(x, Fn.Log.self).recorded(op: "log", inputs: [x],
-            pullback: { g, _, _ in [g / x] }, tangent: { t, _ in t[0].map { $0 / x } })
+        Tensor.mapRaw(self, Fn.Log.self).recordedElementwise("log", of: self) { x, _ in 1 / x }
     }
 
     /// Square root.
     public func sqrt() -> Tensor {
-        Tensor.mapRaw(self, Fn.Sqrt.self).recorded(op: "sqrt", inputs: [self], savesOutput: true,
-            pullback: { g, y, _ in [g * 0.5 / y] }, tangent: { t, y in t[0].map { $0 * 0.5 / y } })
+        Tensor.mapRaw(self, Fn.Sqrt.self).recordedElementwise("sqrt", of: self, savesOutput: true) { _, y in 0.5 / y }
     }
 
     /// 1 / sqrt(x).
     public func rsqrt() -> Tensor {
-        Tensor.mapRaw(self, Fn.Rsqrt.self).recorded(op: "rsqrt", inputs: [self], savesOutput: true,
-            pullback: { g, y, _ in [g * -0.5 * y * y * y] }, tangent: { t, y in t[0].map { $0 * -0.5 * y * y * y } })
+        Tensor.mapRaw(self, Fn.Rsqrt.self).recordedElementwise("rsqrt", of: self, savesOutput: true) { _, y in -0.5 * y * y * y }
     }
 
     /// |x|; the gradient at 0 is 0, as in PyTorch.
     public func abs() -> Tensor {
-        let x = self
-        return Tensor.mapRaw(x, Fn.Abs.self).recorded(op: "abs", inputs: [x],
-            pullback: { g, _, _ in [g * x.sign()] }, tangent: { t, _ in t[0].map { $0 * x.sign() } })
+        Tensor.mapRaw(self, Fn.Abs.self).recordedElementwise("abs", of: self) { x, _ in x.sign() }
     }
 
     /// -1, 0 or 1 (not differentiable).
@@ -40,19 +44,17 @@ extension Tensor {
 
     /// max(x, 0); the gradient at 0 is 0.
     public func relu() -> Tensor {
-        let x = self
-        return Tensor.mapRaw(x, Fn.Relu.self).recorded(op: "relu", inputs: [x], pullback: { g, _, _ in
-            [Tensor.masked(g, Tensor.mapRaw(x.detached(), Fn.PositiveMask.self))]
-        }, tangent: { t, _ in t[0].map { Tensor.masked($0, Tensor.mapRaw(x.detached(), Fn.PositiveMask.self)) } })
+        Tensor.mapRaw(self, Fn.Relu.self).recordedElementwise("relu", of: self) { x, _ in
+            Tensor.mapRaw(x.detached(), Fn.PositiveMask.self)
+        }
     }
 
     /// x for x > 0, slope * x otherwise.
     public func leakyRelu(slope: Float = 0.01) -> Tensor {
-        let x = self
         let p = SIMD4<Float>(slope, 0, 0, 0)
-        return Tensor.mapRaw(x, p, Fn.LeakyRelu.self).recorded(op: "leakyRelu", inputs: [x], pullback: { g, _, _ in
-            [g * Tensor.mapRaw(x.detached(), p, Fn.LeakyReluSlope.self)]
-        }, tangent: { t, _ in t[0].map { $0 * Tensor.mapRaw(x.detached(), p, Fn.LeakyReluSlope.self) } })
+        return Tensor.mapRaw(self, p, Fn.LeakyRelu.self).recordedElementwise("leakyRelu", of: self) { x, _ in
+            Tensor.mapRaw(x.detached(), p, Fn.LeakyReluSlope.self)
+        }
     }
 
     /// PReLU: x for x >= 0, weight * x otherwise; `weight` has one value or one per channel (axis 1).
@@ -70,55 +72,42 @@ extension Tensor {
 
     /// Exact GELU, x * Phi(x) with the erf form (PyTorch's default).
     public func gelu() -> Tensor {
-        let x = self
-        return Tensor.mapRaw(x, Fn.Gelu.self, native: { fk_gelu($0, $1, $2) }).recorded(op: "gelu", inputs: [x], pullback: { g, _, _ in
-            [g * x.geluDerivative()]
-        }, tangent: { t, _ in t[0].map { $0 * x.geluDerivative() } })
+        Tensor.mapRaw(self, Fn.Gelu.self, native: { fk_gelu($0, $1, $2) })
+            .recordedElementwise("gelu", of: self) { x, _ in x.geluDerivative() }
     }
 
     /// d/dx gelu(x) = Phi(x) + x phi(x), itself differentiable: its derivative is phi(x) (2 - x^2).
     public func geluDerivative() -> Tensor {
-        let x = self
-        let second: @Sendable (Tensor) -> Tensor = { x in (x * x * -0.5).exp() * 0.3989422804014327 * (2 - x * x) }
-        return Tensor.mapRaw(x, Fn.GeluDerivative.self, native: { fk_gelu_derivative($0, $1, $2) }).recorded(op: "geluDerivative", inputs: [x],
-            pullback: { g, _, _ in [g * second(x)] }, tangent: { t, _ in t[0].map { $0 * second(x) } })
+        Tensor.mapRaw(self, Fn.GeluDerivative.self, native: { fk_gelu_derivative($0, $1, $2) })
+            .recordedElementwise("geluDerivative", of: self) { x, _ in (x * x * -0.5).exp() * 0.3989422804014327 * (2 - x * x) }
     }
 
     /// Error function.
     public func erf() -> Tensor {
-        let x = self
-        let derivative: @Sendable (Tensor) -> Tensor = { x in (x * x * -1).exp() * 1.1283791670955126 }
-        return Tensor.mapRaw(x, Fn.Erf.self, native: { fk_erf($0, $1, $2) }).recorded(op: "erf", inputs: [x],
-            pullback: { g, _, _ in [g * derivative(x)] }, tangent: { t, _ in t[0].map { $0 * derivative(x) } })
+        Tensor.mapRaw(self, Fn.Erf.self, native: { fk_erf($0, $1, $2) })
+            .recordedElementwise("erf", of: self) { x, _ in (x * x * -1).exp() * 1.1283791670955126 }
     }
 
     /// Logistic sigmoid.
     public func sigmoid() -> Tensor {
-        Tensor.mapRaw(self, Fn.Sigmoid.self).recorded(op: "sigmoid", inputs: [self], savesOutput: true,
-            pullback: { g, y, _ in [g * y * (1 - y)] }, tangent: { t, y in t[0].map { $0 * y * (1 - y) } })
+        Tensor.mapRaw(self, Fn.Sigmoid.self).recordedElementwise("sigmoid", of: self, savesOutput: true) { _, y in y * (1 - y) }
     }
 
     /// Hyperbolic tangent.
     public func tanh() -> Tensor {
-        Tensor.mapRaw(self, Fn.Tanh.self).recorded(op: "tanh", inputs: [self], savesOutput: true,
-            pullback: { g, y, _ in [g * (1 - y * y)] }, tangent: { t, y in t[0].map { $0 * (1 - y * y) } })
+        Tensor.mapRaw(self, Fn.Tanh.self).recordedElementwise("tanh", of: self, savesOutput: true) { _, y in 1 - y * y }
     }
 
     /// SiLU (swish), x * sigmoid(x).
     public func silu() -> Tensor {
-        let x = self
-        let derivative: @Sendable (Tensor) -> Tensor = { x in
+        Tensor.mapRaw(self, Fn.Silu.self).recordedElementwise("silu", of: self) { x, _ in
             let s = x.sigmoid()
             return s * (1 + x * (1 - s))
         }
-        return Tensor.mapRaw(x, Fn.Silu.self).recorded(op: "silu", inputs: [x],
-            pullback: { g, _, _ in [g * derivative(x)] }, tangent: { t, _ in t[0].map { $0 * derivative(x) } })
     }
 
     /// log(1 + e^x), computed stably; its derivative is sigmoid(x).
     public func softplus() -> Tensor {
-        let x = self
-        return Tensor.mapRaw(x, Fn.Softplus.self).recorded(op: "softplus", inputs: [x],
-            pullback: { g, _, _ in [g * x.sigmoid()] }, tangent: { t, _ in t[0].map { $0 * x.sigmoid() } })
+        Tensor.mapRaw(self, Fn.Softplus.self).recordedElementwise("softplus", of: self) { x, _ in x.sigmoid() }
     }
 }

@@ -4,13 +4,12 @@ import RestormerFusion
 import Testing
 
 /// The meta-trainer on tiny synthetic runs: artefacts, exact resumption, NaN handling.
-@Suite struct MetaTrainerTests {
+@Suite struct TrainerTests {
     static func registry() -> PluginRegistry {
         var registry = PluginRegistry()
         RestormerFusionPlugin.register(in: &registry)
-        registry.registerTask("test-seg", summary: "smooth tiny segmenter (tests)",
-                              parameters: [ParameterDoc("classes", .int, default: "3", "classes")]) { p in
-            SmoothTinySegmenter(classes: try p.int("classes", default: 3))
+        registry.registerTask("test-seg", summary: "smooth tiny segmenter (tests)", configuration: TestSegmenterConfiguration.self) {
+            SmoothTinySegmenter(classes: $0.classes)
         }
         return registry
     }
@@ -54,9 +53,9 @@ import Testing
         return url
     }
 
-    static func trainer(_ text: String, _ directory: URL) throws -> MetaTrainer {
+    static func trainer(_ text: String, _ directory: URL) throws -> Trainer {
         let recipe = try Recipe.parse(text, file: "tiny.yaml")
-        return try MetaTrainer(setup: try TrainingSetup.make(recipe: recipe, registry: registry()), runDirectory: directory)
+        return try Trainer(setup: try TrainingSetup.make(recipe: recipe, registry: registry()), runDirectory: directory)
     }
 
     static func logLines(_ directory: URL) throws -> [String] {
@@ -90,7 +89,7 @@ import Testing
         #expect(result.fusion.images.count == 3 && result.fusion.mean[.en] != nil)
         #expect(result.task?.segmentation != nil)
         let checkpoint = try Checkpoint.load(from: dir.appendingPathComponent("checkpoints/last.safetensors"))
-        #expect(Set(checkpoint.models.keys) == ["fusion", "lossGenerator", "task"])
+        #expect(Set(checkpoint.models.keys) == ["fusion", "loss-generator", "task"])
         #expect(checkpoint.epoch == 2 && checkpoint.step == 16)
         #expect(checkpoint.metadata["recipe"] == text)
     }
@@ -111,7 +110,7 @@ import Testing
         let a = try Checkpoint.load(from: straight.appendingPathComponent("checkpoints/last.safetensors"))
         let b = try Checkpoint.load(from: interrupted.appendingPathComponent("checkpoints/last.safetensors"))
         #expect(a.models["fusion"]!.parameters.mapValues(\.scalars) == b.models["fusion"]!.parameters.mapValues(\.scalars))
-        #expect(a.models["lossGenerator"]!.parameters.mapValues(\.scalars) == b.models["lossGenerator"]!.parameters.mapValues(\.scalars))
+        #expect(a.models["loss-generator"]!.parameters.mapValues(\.scalars) == b.models["loss-generator"]!.parameters.mapValues(\.scalars))
     }
 
     @Test func resumeRefusesADifferentRecipeOrNoCheckpoint() throws {
@@ -137,9 +136,9 @@ import Testing
             return
         }
         #expect(quantity.contains("loss"))
-        #expect(["meta", "fusion"].contains(phase))
+        #expect([.meta, .fusion].contains(phase))
         let message = error!.description
-        #expect(message.contains("not finite in the \(phase) phase") && message.contains("last good checkpoint"))
+        #expect(message.contains("not finite in the \(phase.rawValue) phase") && message.contains("last good checkpoint"))
         let checkpoint = try Checkpoint.load(from: URL(fileURLWithPath: try #require(kept)))
         #expect(checkpoint.models["fusion"]!.parameters.values.allSatisfy { $0.scalars.allSatisfy(\.isFinite) })
     }
@@ -149,7 +148,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let text = Self.recipeText(epochs: 1) + "fusion-loss:\n  weights: fixed\n"
         let trainer = try Self.trainer(text, dir)
-        #expect(trainer.setup.lossGenerator == nil)
+        #expect(trainer.setup.recipe.stages[0].trained.map(\.role) == [.fusion, .task])
         #expect(trainer.totalSteps == 6)
         _ = try trainer.run(recipeText: text)
         let checkpoint = try Checkpoint.load(from: dir.appendingPathComponent("checkpoints/last.safetensors"))

@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import FuseKit
+import FuseKitTensor
 
 /// Online hard example mining for pixel-wise cross-entropy, as the OHEM loss of BiSeNet that
 /// SeaFusion- and MAFS-style baselines train with: among the labelled pixels, keep those whose
@@ -114,6 +114,6 @@ public struct SegmentationLoss: Sendable, Equatable {
 
 /// Class maps from logits: resized (bilinear, aligned corners) to `size`, then the most likely
 /// class of each pixel, [B, H, W] as Float indices.
-func classMap(_ logits: Tensor, size: (Int, Int)) -> Tensor {
+public func classMap(_ logits: Tensor, size: (Int, Int)) -> Tensor {
     logits.resizedBilinear(to: size, alignCorners: true).argmax(axis: 1)
 }

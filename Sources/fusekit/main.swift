@@ -1,0 +1,4 @@
+import FuseKitCLI
+import FuseKitPlugins
+
+FuseKitCommandLine.main(registry: StandardPlugins.registry())
