@@ -104,7 +104,7 @@ import Testing
         for (name, tensor) in official {
             #expect(weights.tensors[name]?.scalars.map(\.bitPattern) == tensor.scalars.map(\.bitPattern), "\(name)")
         }
-        let small = RestormerFusion(dim: 8, blocks: 1, heads: 2)
+        let small = RestormerFusion(.with { $0.dim = 8; $0.blocks = 1; $0.heads = 2 })
         let state = try small.loadState(from: weights.tensors, alias: RestormerFusion.officialAlias)
         #expect(state.parameters.count == small.namedSpecs().count)
         var rng = RandomGenerator(seed: 5)
