@@ -225,14 +225,18 @@ import Darwin
         let url = directory.appendingPathComponent("diverged.safetensors")
         try SafeTensors.write(["a.weight": Tensor([1, 2, 3]), "b.bias": Tensor([0, .nan, .infinity, -.infinity]), "c": Tensor([.nan])], to: url)
         #expect(throws: SafeTensorsError.nonFinite(file: url.path, tensor: "b.bias", count: 3, index: 1)) {
-            _ = try SafeTensors.readWeights(from: url)
+            _ = try WeightsFile.readModelWeights(WeightsReference(url.path))
         }
         #expect(SafeTensorsError.nonFinite(file: url.path, tensor: "b.bias", count: 3, index: 1).description
-            == "safetensors file '\(url.path)': tensor 'b.bias' holds 3 NaN or infinite values (the first at index 1): the weights are damaged or come from a diverged run")
+            == "weights file '\(url.path)': tensor 'b.bias' holds 3 NaN or infinite values (the first at index 1): the weights are damaged or come from a diverged run")
         // Half-precision infinities are caught too; finite files read as before.
         try SafeTensors.write(["w": Tensor([HalfPrecision.float(fromHalfBits: 0x7C00)])], to: url)
-        #expect(throws: SafeTensorsError.self) { _ = try SafeTensors.readWeights(from: url) }
+        #expect(throws: SafeTensorsError.self) { _ = try WeightsFile.readModelWeights(WeightsReference(url.path)) }
         try SafeTensors.write(["w": Tensor([.greatestFiniteMagnitude, -0.0])], to: url)
-        #expect(try SafeTensors.readWeights(from: url).tensors["w"]?.scalars == [.greatestFiniteMagnitude, -0.0])
+        #expect(try WeightsFile.readModelWeights(WeightsReference(url.path)).tensors["w"]?.scalars == [.greatestFiniteMagnitude, -0.0])
+        // A PyTorch checkpoint with special values reads as it is, but not as a model's weights.
+        let torchFile = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/torch_zip.pth")
+        _ = try WeightsFile.read(WeightsReference(torchFile.path))
+        #expect(throws: SafeTensorsError.self) { _ = try WeightsFile.readModelWeights(WeightsReference(torchFile.path)) }
     }
 }

@@ -93,6 +93,26 @@ import Testing
                 || error?.description.contains("the model expects") == true)
     }
 
+    /// The same official-style weights as saved by torch.save (Fixtures/make_official_pth_fixture.py):
+    /// a plain state dict whose duplicated `X.conv.weight` entries share storage with `X.weight`.
+    @Test func officialPthCheckpointLoadsDirectly() throws {
+        let url = Self.fixtures.appendingPathComponent("refusion_official_style.pth")
+        let weights = try WeightsFile.read(WeightsReference(path: url.path))
+        #expect(weights.format == .torchZip && weights.selectedPrefix == nil)
+        let official = try Self.load("refusion_official_style.safetensors")
+        #expect(weights.tensors.keys.sorted() == official.keys.sorted())
+        for (name, tensor) in official {
+            #expect(weights.tensors[name]?.scalars.map(\.bitPattern) == tensor.scalars.map(\.bitPattern), "\(name)")
+        }
+        let small = RestormerFusion(.with { $0.dim = 8; $0.blocks = 1; $0.heads = 2 })
+        let state = try small.loadState(from: weights.tensors, alias: RestormerFusion.officialAlias)
+        #expect(state.parameters.count == small.namedSpecs().count)
+        var rng = RandomGenerator(seed: 5)
+        let x = Tensor.uniform([1, 2, 12, 16], low: 0, high: 1, using: &rng)
+        let reference = try small.loadState(from: official, alias: RestormerFusion.officialAlias)
+        #expect(small.fuse(x, Scope(state)).scalars == small.fuse(x, Scope(reference)).scalars)
+    }
+
     @Test func registryBuildsBothPlugins() throws {
         var registry = PluginRegistry()
         RestormerFusionPlugin.register(in: &registry)

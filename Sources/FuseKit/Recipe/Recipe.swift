@@ -104,7 +104,8 @@ public struct ModelSettings: Sendable {
     public var parameters: PluginParameters
     /// How stages train it unless a stage says otherwise.
     public var optimization: Optimization
-    /// Initial weights (safetensors with the plugin's parameter names), if any.
+    /// Initial weights, if any: any file ``WeightsFile`` reads (a PyTorch `.pth`, safetensors, a
+    /// FuseKit checkpoint), as `PATH` or `PATH#PREFIX`, with the plugin's parameter names.
     public var weights: String?
     /// For a task net fed fused images: the size (height, width) they are resized to (bilinear);
     /// nil keeps the crop size. TDFusion: MSRS 240x320, FMB 300x400, M3FD 192x256, LLVIP 256x320.

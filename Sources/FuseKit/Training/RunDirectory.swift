@@ -11,6 +11,7 @@ import FuseKitNN
 /// | `previews/` | fused images and w_a heat maps of fixed test pairs per epoch, `loss-curves.png` |
 /// | `fused/`, `predictions/` | the test split fused and predicted at the end |
 /// | `metrics.json`, `metrics.md` | the final scores |
+/// | `tensorboard/` | TensorBoard event files (`fusekit train --tensorboard`; see ``TrainingTensorBoard``) |
 public struct RunDirectory: Sendable {
     public let url: URL
 
@@ -27,6 +28,7 @@ public struct RunDirectory: Sendable {
     public var predictionsFolder: URL { url.appendingPathComponent("predictions") }
     public var metricsJSON: URL { url.appendingPathComponent("metrics.json") }
     public var metricsMarkdown: URL { url.appendingPathComponent("metrics.md") }
+    public var tensorBoardFolder: URL { url.appendingPathComponent("tensorboard") }
 
     /// The preview folder of an epoch (0-based; named from 1): `previews/epoch-001`, or
     /// `previews/STAGE-epoch-001` in a run of several stages.

@@ -27,10 +27,14 @@ public final class Trainer {
     let strategies: [any TrainingStrategy]
     var log: TrainingLog?
     var curves: [StepRecord] = []
+    /// Whether the run is mirrored into TensorBoard event files (``TrainingTensorBoard``).
+    public let logsTensorBoard: Bool
+    var tensorBoard: TrainingTensorBoard?
 
-    /// A trainer writing into `runDirectory`.
-    public init(setup: TrainingSetup, runDirectory: URL, observer: TrainingObserver = SilentTrainingObserver()) throws {
+    /// A trainer writing into `runDirectory`, and also TensorBoard event files with `tensorBoard`.
+    public init(setup: TrainingSetup, runDirectory: URL, observer: TrainingObserver = SilentTrainingObserver(), tensorBoard: Bool = false) throws {
         self.setup = setup
+        logsTensorBoard = tensorBoard
         directory = RunDirectory(runDirectory)
         self.observer = observer
         let recipe = setup.recipe
@@ -89,7 +93,7 @@ public final class Trainer {
     }
 
     func initialWeights(_ role: ModelRole, _ module: any Module) throws -> ModelState {
-        if let tensors = setup.initialWeights[role] { return try module.loadState(from: tensors) }
+        if let tensors = setup.initialWeights[role] { return try module.loadState(from: tensors, alias: StateDictAliases.convDuplicates) }
         return module.initialState(seed: RandomStream.initialWeights(role).seed(recipe.seed))
     }
 
@@ -121,6 +125,9 @@ public final class Trainer {
         }
         try directory.prepare(recipeText: recipeText)
         log = try directory.openLog(resumingAfter: resume ? state.position.globalStep : nil)
+        if logsTensorBoard {
+            tensorBoard = try TrainingTensorBoard(directory: directory, recipeText: recipeText, resumingAfter: resume ? state.position.globalStep : nil)
+        }
         curves = resume ? directory.readLog() : []
         observer.trainingWillStart(totalSteps: totalSteps, completedSteps: state.position.globalStep)
 
@@ -167,7 +174,20 @@ public final class Trainer {
     func record(_ r: StepRecord) {
         log?.append(r)
         curves.append(r)
+        logToTensorBoard { try $0.log(r) }
         observer.stepDidFinish(r)
+    }
+
+    /// Writes to the TensorBoard files, if any; a failure (a full disk) is reported once and
+    /// ends TensorBoard logging, not the training.
+    func logToTensorBoard(_ body: (TrainingTensorBoard) throws -> Void) {
+        guard let tensorBoard else { return }
+        do {
+            try body(tensorBoard)
+        } catch {
+            observer.note("TensorBoard logging stopped: \(error)")
+            self.tensorBoard = nil
+        }
     }
 
     // MARK: Evaluation pipelines
@@ -261,16 +281,21 @@ public final class Trainer {
         let folder = directory.previews(stage: recipe.stages.count > 1 ? stage.name : nil, epoch: epoch)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let pipeline = runPipeline(state)
+        let stageName = recipe.stages.count > 1 ? stage.name : nil
+        func preview(_ image: Image, _ pair: String, _ kind: String) throws {
+            try image.write(to: folder.appendingPathComponent("\(pair)-\(kind).png"))
+            logToTensorBoard { try $0.logPreview(image, pair: pair, kind: kind, stage: stageName, step: state.position.globalStep) }
+        }
         for index in 0..<Swift.min(stage.previewPairs, setup.testSource.count) {
             let sample = try setup.testSource.sample(at: index, includeColor: pipeline?.needsColor ?? false)
             if let fused = pipeline?.run(sample).fused {
-                try (fused.color ?? fused.gray).write(to: folder.appendingPathComponent("\(sample.name)-fused.png"))
+                try preview(fused.color ?? fused.gray, sample.name, "fused")
             }
             if let generator = setup.lossGenerator, let weights = state.models[.lossGenerator] {
                 let sources = Tensor.concat([sample.infrared.tensor(), sample.visible.tensor()], axis: 1)
                 let w = withoutGradient { generator.weights(sources, Scope(weights)) }
                 let wa = w.sliced(axis: 1, 0..<1).scalars
-                try HeatMap.render(wa, width: sample.width, height: sample.height).write(to: folder.appendingPathComponent("\(sample.name)-w_a.png"))
+                try preview(HeatMap.render(wa, width: sample.width, height: sample.height), sample.name, "w_a")
             }
             if state.position.stage == 0 && epoch == 0 {
                 try sample.infrared.write(to: directory.previewsFolder.appendingPathComponent("\(sample.name)-ir.png"))

@@ -105,7 +105,7 @@ public struct TrainingSetup: Sendable {
         }
         var weights: [ModelRole: [String: Tensor]] = [:]
         for settings in recipe.models {
-            if let path = settings.weights { weights[settings.role] = try SafeTensors.readWeights(from: URL(fileURLWithPath: path)).tensors }
+            if let path = settings.weights { weights[settings.role] = try WeightsFile.readModelWeights(WeightsReference(path), checkpointModel: settings.role.rawValue).tensors }
         }
         return TrainingSetup(recipe: recipe, models: models, trainSource: train, testSource: test, initialWeights: weights,
                              lossTerms: registry.lossTerms)

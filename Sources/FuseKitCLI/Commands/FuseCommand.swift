@@ -10,10 +10,11 @@ struct FuseCommand: ParsableCommand {
         discussion: """
         Writes OUT/gray/STEM.png (the fused luma, 8-bit) and, when a source is in colour, OUT/rgb/STEM.png \
         (the visible chroma put back, fused chroma when both are colour). --weights takes the network's own \
-        weights (official names; see the README for converting an official .pth) or a FuseKit checkpoint.
+        weights by their official names: a PyTorch .pth (an official checkpoint as it is), safetensors, or a \
+        FuseKit checkpoint; FILE#PREFIX selects a nested part (see 'fusekit convert --help').
         """)
 
-    @Option(help: "Weights: a safetensors file with the fusion network's parameters, or a FuseKit checkpoint.")
+    @Option(help: "Weights: a PyTorch .pth, a safetensors file or a FuseKit checkpoint (FILE#PREFIX selects a nested part).")
     var weights: String?
 
     @Option(help: "The fusion plugin (default: the registry's default fusion net; see 'fusekit plugins').")
@@ -36,25 +37,17 @@ struct FuseCommand: ParsableCommand {
 
     func validate() throws {
         guard weights != nil else {
-            throw ValidationError("fuse needs --weights FILE.safetensors: FuseKit bundles and downloads no weights. Train with 'fusekit train' or convert official weights (README, 'Fusing with official weights').")
+            throw ValidationError("fuse needs --weights FILE: FuseKit bundles and downloads no weights. Train with 'fusekit train' or pass an official checkpoint (README, 'Fusing with official weights').")
         }
     }
 
-    /// The fusion network's weights from plain weights or a FuseKit checkpoint.
+    /// The fusion network's weights from any weights file (a FuseKit checkpoint's fusion model).
     static func loadWeights(_ path: String, for fusion: any FusionNet) throws -> ModelState {
-        let url = URL(fileURLWithPath: path)
-        let (tensors, metadata) = try SafeTensors.readWeights(from: url)
-        if metadata.keys.contains(where: { $0.hasPrefix("fusekit.") }) {
-            let checkpoint = try Checkpoint.load(from: url)
-            guard let stored = checkpoint.models[ModelRole.fusion.rawValue] else {
-                throw ValidationError("\(path) is a FuseKit checkpoint without a fusion model")
-            }
-            return try fusion.loadState(from: stored.stateDict)
-        }
+        let weights = try WeightsFile.readModelWeights(WeightsReference(path), checkpointModel: ModelRole.fusion.rawValue)
         do {
-            return try fusion.loadState(from: tensors, alias: StateDictAliases.convDuplicates)
+            return try fusion.loadState(from: weights.tensors, alias: StateDictAliases.convDuplicates)
         } catch let error as StateDictError {
-            throw ValidationError("\(path) does not fit \(type(of: fusion)): \(error)")
+            throw ValidationError("\(path) (\(weights.summary)) does not fit \(type(of: fusion)): \(error)")
         }
     }
 

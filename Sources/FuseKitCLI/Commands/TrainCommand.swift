@@ -24,6 +24,9 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Continue from the run directory's last checkpoint.")
     var resume = false
 
+    @Flag(help: "Also write TensorBoard event files (losses, learning rates, hypergradient norm, task weights, previews, the recipe) to RUN/tensorboard; view them with 'tensorboard --logdir runs/'.")
+    var tensorboard = false
+
     @Option(name: .customLong("stop-after"), help: "Stop after this many steps (writing a checkpoint to resume from).")
     var stopAfter: Int?
 
@@ -34,7 +37,7 @@ struct TrainCommand: ParsableCommand {
         let setup = try TrainingSetup.make(recipe: parsed, registry: CommandContext.registry, dataRoot: data)
         let directory = URL(fileURLWithPath: out ?? "runs/\(parsed.name)")
         let progress = TrainingProgress(label: parsed.name, epochs: parsed.totalEpochs)
-        let trainer = try Trainer(setup: setup, runDirectory: directory, observer: progress)
+        let trainer = try Trainer(setup: setup, runDirectory: directory, observer: progress, tensorBoard: tensorboard)
         let result = try trainer.run(resume: resume, recipeText: text, stopAfter: stopAfter)
         progress.finish()
         guard let result else {

@@ -91,6 +91,9 @@ public struct Checkpoint: Sendable, Equatable {
         static func optimizerStep(_ model: String) -> String { "fusekit.optim.\(model).step" }
     }
 
+    /// The metadata key that marks a safetensors file as a FuseKit checkpoint.
+    static var versionMetadataKey: String { MetadataKey.version }
+
     private static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && !name.contains(".")
     }

@@ -70,16 +70,6 @@ public enum SafeTensors {
         return UnsafeRawBufferPointer(start: base + header.dataStart, count: file.size - header.dataStart)
     }
 
-    /// Reads a weights file as ``read(from:)`` does, requiring every tensor to be finite.
-    ///
-    /// - Throws: ``SafeTensorsError/nonFinite(file:tensor:count:index:)`` naming the first tensor
-    ///   (in name order) that holds NaN or infinite values, or the errors of ``read(from:)``.
-    public static func readWeights(from url: URL) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
-        let (tensors, metadata) = try read(from: url)
-        try requireFinite(tensors, file: url.path)
-        return (tensors, metadata)
-    }
-
     /// Throws ``SafeTensorsError/nonFinite(file:tensor:count:index:)`` for the first tensor (in
     /// name order) holding NaN or infinite values.
     static func requireFinite(_ tensors: [String: Tensor], file: String) throws {

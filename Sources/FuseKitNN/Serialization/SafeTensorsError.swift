@@ -56,7 +56,7 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable, Sendabl
         case .writeFailed(let file, let reason):
             return "cannot write safetensors file '\(file)': \(reason)"
         case .nonFinite(let file, let tensor, let count, let index):
-            return "safetensors file '\(file)': tensor '\(tensor)' holds \(count) NaN or infinite value\(count == 1 ? "" : "s") (the first at index \(index)): the weights are damaged or come from a diverged run"
+            return "weights file '\(file)': tensor '\(tensor)' holds \(count) NaN or infinite value\(count == 1 ? "" : "s") (the first at index \(index)): the weights are damaged or come from a diverged run"
         }
     }
 }
