@@ -4,15 +4,6 @@
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
-int fk_has_avx2_fma(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-}
-
 /* ---- vector elementary functions (the same polynomials as VectorMath.swift) ---- */
 
 AVX2 static inline __m256 exp8(__m256 x) {

@@ -7,7 +7,14 @@ struct FuseKitCommand: ParsableCommand {
         commandName: "fusekit",
         abstract: "Task-driven infrared-visible image fusion (TDFusion) on the CPU.",
         version: FuseKitVersion.string,
-        subcommands: [VersionCommand.self, DemoCommand.self, FuseCommand.self, TrainCommand.self, GradcheckCommand.self, RecipeCommand.self, PluginsCommand.self, BenchCommand.self, EvalCommand.self, EvalSegmentationCommand.self, EvalDetectionCommand.self])
+        subcommands: [VersionCommand.self, DoctorCommand.self, DemoCommand.self, FuseCommand.self, TrainCommand.self, GradcheckCommand.self, RecipeCommand.self, PluginsCommand.self, BenchCommand.self, EvalCommand.self, EvalSegmentationCommand.self, EvalDetectionCommand.self])
+
+    /// Restarts once with a faster OpenBLAS kernel when OpenBLAS picked an older one than the
+    /// CPU runs (see `BLASKernel`), then runs the command.
+    static func main() {
+        BLASKernel.reexecuteWithRecommendedKernel()
+        main(nil)
+    }
 }
 
 struct VersionCommand: ParsableCommand {

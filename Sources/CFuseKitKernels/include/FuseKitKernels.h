@@ -7,16 +7,13 @@
 /// would make FuseKit unusable as a dependency), so the few kernels whose speed is bound by
 /// arithmetic rather than memory live here, compiled per function for AVX2 + FMA with the
 /// target attribute. Every function works on one contiguous range; the Swift side splits work
-/// over cores and falls back to its own SIMD code when `fk_has_avx2_fma()` is 0.
+/// over cores and falls back to its own SIMD code when the CPU or the OS lacks AVX2 + FMA.
 
 #include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/// 1 when the CPU supports AVX2 and FMA (and the kernels below may be called).
-int fk_has_avx2_fma(void);
 
 /// y = gelu(x) = x * Phi(x) (exact erf form).
 void fk_gelu(const float *x, float *y, long n);

@@ -106,6 +106,9 @@ public enum BufferPool {
         for b in all { free(b.pointer) }
     }
 
+    /// The most bytes the cache keeps.
+    public static var capacity: Int { capacityBytes }
+
     /// Bytes currently held in the cache.
     public static var cachedBytes: Int { state.withLock { $0.cachedBytes } }
 }
