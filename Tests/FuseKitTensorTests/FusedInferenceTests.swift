@@ -84,5 +84,9 @@ import Testing
             return xs[0].sum()
         }
         #expect(tracked.gradients.count == 1)
+        _ = withoutGradient { jvp(at: [x], tangents: [x]) { xs -> Tensor in
+            #expect(!Tensor.canFuseInference([xs[0]]), "forward mode carries tangents through the ordinary ops")
+            return xs[0]
+        } }
     }
 }

@@ -93,8 +93,13 @@ struct FuseCommand: ParsableCommand {
         try FileManager.default.createDirectory(at: grayFolder, withIntermediateDirectories: true)
         let progress = ProgressBar(total: pairs.count, label: "fuse", unit: "img")
         var written = 0
+        // The next pair is decoded and the previous one's outputs encoded while this one is fused.
+        let sources = Lookahead(count: pairs.count) { [pairs] i in
+            (try Image(contentsOf: pairs[i].infrared), try Image(contentsOf: pairs[i].visible))
+        }
+        let writer = BackgroundJobs()
         for (i, pair) in pairs.enumerated() {
-            let infrared = try Image(contentsOf: pair.infrared), visible = try Image(contentsOf: pair.visible)
+            let (infrared, visible) = try sources.value(at: i)
             guard infrared.width == visible.width && infrared.height == visible.height else {
                 let problem = "\(pair.infrared.path) is \(infrared.width)x\(infrared.height) but \(pair.visible.path) is \(visible.width)x\(visible.height)"
                 if !isFolder.boolValue { throw ValidationError("cannot fuse: \(problem)") }
@@ -102,14 +107,18 @@ struct FuseCommand: ParsableCommand {
                 continue
             }
             let output = fuser.fuse(infrared: infrared, visible: visible)
-            try output.gray.write(to: grayFolder.appendingPathComponent(pair.name + ".png"))
-            if let color = output.color {
-                try FileManager.default.createDirectory(at: rgbFolder, withIntermediateDirectories: true)
-                try color.write(to: rgbFolder.appendingPathComponent(pair.name + ".png"))
+            let (gray, color) = (output.gray, output.color)
+            writer.submit {
+                try gray.write(to: grayFolder.appendingPathComponent(pair.name + ".png"))
+                if let color {
+                    try FileManager.default.createDirectory(at: rgbFolder, withIntermediateDirectories: true)
+                    try color.write(to: rgbFolder.appendingPathComponent(pair.name + ".png"))
+                }
             }
             written += 1
             progress.update(completed: i + 1, status: pair.name)
         }
+        try writer.finish()
         progress.finish()
         print("fused \(written) of \(pairs.count) pairs into \(outURL.path)")
     }

@@ -65,6 +65,36 @@ public enum RowTiles {
         /// The band of rows this chunk belongs to, in 0..<``RowTiles/bands(batch:height:)`` (for
         /// per-band accumulators: the chunks of one band run in order on one thread).
         public let band: Int
+        /// Pixels of one image plane (H · W).
+        public let plane: Int
+        /// Use the AVX2 kernels (read on the calling thread: task-local settings do not reach workers).
+        let native: Bool
+
+        /// y = gelu(a) · b over `channels` channels of this chunk ([channels, pixels] each; y may alias a or b).
+        public func geluGate(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, channels: Int) {
+            Kernels.geluGateSpan(a, b, y, count: channels * pixels, native: native)
+        }
+
+        /// output[item, :, rows] = weight · source, or += with `accumulate`; weight [Cout, Cin(, 1, 1)],
+        /// source [Cin, pixels], output [N, Cout, H, W].
+        public func project(_ weight: Tensor, _ source: UnsafePointer<Float>, into output: Tensor, accumulate: Bool) {
+            let outChannels = weight.shape[0], inChannels = weight.count / weight.shape[0]
+            Gemm.sgemmSerial(transposeA: false, transposeB: false, m: outChannels, n: pixels, k: inChannels, a: weight.pointer, lda: inChannels,
+                             b: source, ldb: pixels, beta: accumulate ? 1 : 0,
+                             c: output.mutablePointer + item * outChannels * plane + planeOffset, ldc: plane)
+        }
+
+        /// output[item, :, rows] = source[item, :, rows] (both [N, C, H, W] with the same C).
+        public func copyRows(of source: Tensor, into output: Tensor) {
+            let channels = source.shape[1], base = item * channels * plane + planeOffset
+            for c in 0..<channels { (output.mutablePointer + base + c * plane).update(from: source.pointer + base + c * plane, count: pixels) }
+        }
+
+        /// output[item, :, rows] = tile ([channels, pixels], e.g. a part of a stage's tile).
+        public func store(_ tile: UnsafePointer<Float>, into output: Tensor) {
+            let channels = output.shape[1], base = item * channels * plane + planeOffset
+            for c in 0..<channels { (output.mutablePointer + base + c * plane).update(from: tile + c * pixels, count: pixels) }
+        }
     }
 
     /// Runs each stage over every chunk of rows and calls `body` with the chunk's tiles, in
@@ -98,7 +128,7 @@ public enum RowTiles {
                     let end = min(r1, start + chunk)
                     let tiles = windows.indices.map { windows[$0].tile(rows: start..<end) }
                     work.value(Chunk(item: item, rows: start..<end, pixels: (end - start) * width, planeOffset: start * width,
-                                     tiles: tiles, band: band))
+                                     tiles: tiles, band: band, plane: height * width, native: native))
                     start = end
                 }
             }

@@ -12,8 +12,8 @@ import Darwin
 
 extension Tensor {
     /// Whether the fused inference ops may replace the ordinary ones: no graph is being recorded
-    /// through any of `tensors`.
-    public static func canFuseInference(_ tensors: [Tensor?]) -> Bool { !mustRecord(tensors) }
+    /// through any of `tensors` and no forward-mode (JVP) evaluation is carrying tangents.
+    public static func canFuseInference(_ tensors: [Tensor?]) -> Bool { !mustRecord(tensors) && !Autodiff.isForwardActive }
 
     /// Restormer's gated feed-forward: `residual + conv1x1(gelu(h₁) · h₂, projectOut)` with
     /// (h₁, h₂) the two channel halves of `front(x)`, tiled over rows.
@@ -29,19 +29,12 @@ extension Tensor {
         let plane = h * w
         if let residual { require(residual.shape == [n, outChannels, h, w], "gatedFeedForwardInference: residual \(Shape.describe(residual.shape))") }
         let out = Tensor(uninitializedShape: [n, outChannels, h, w])
-        let po = SendablePointer(out.mutablePointer), pr = residual.map { SendablePointer(UnsafeMutablePointer(mutating: $0.pointer)) }
-        let weight = SendablePointer(UnsafeMutablePointer(mutating: projectOut.pointer))
-        let native = NativeKernels.enabled
         Profiler.measure("fused gatedFeedForward", flops: 2 * Double(n * plane) * Double(front.outChannels * (front.inChannels + 9) + outChannels * hidden)) {
             RowTiles.run([(x, front)]) { chunk in
                 let a = chunk.tiles[0], b = a + hidden * chunk.pixels
-                Kernels.geluGateSpan(a, b, a, count: hidden * chunk.pixels, native: native)
-                let base = chunk.item * outChannels * plane + chunk.planeOffset
-                if let pr {
-                    for c in 0..<outChannels { (po.base + base + c * plane).update(from: pr.base + base + c * plane, count: chunk.pixels) }
-                }
-                Gemm.sgemmSerial(transposeA: false, transposeB: false, m: outChannels, n: chunk.pixels, k: hidden, a: weight.base, lda: hidden,
-                                 b: a, ldb: chunk.pixels, beta: residual == nil ? 0 : 1, c: po.base + base, ldc: plane)
+                chunk.geluGate(a, b, into: a, channels: hidden)
+                if let residual { chunk.copyRows(of: residual, into: out) }
+                chunk.project(projectOut, a, into: out, accumulate: residual != nil)
             }
         }
         return out
@@ -58,14 +51,12 @@ extension Tensor {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let statistics = ChannelAttentionStatistics(batch: n, height: h, channels: dim, heads: heads)
         let v = Tensor(uninitializedShape: [n, dim, h, w])
-        let pv = SendablePointer(v.mutablePointer)
         let plane = h * w
         Profiler.measure("fused channelAttention", flops: 2 * Double(n * plane) * Double(qkv.outChannels * (qkv.inChannels + 9) + 2 * dim * dim / heads)) {
             RowTiles.run([(x, qkv)]) { chunk in
                 let t = chunk.tiles[0], p = chunk.pixels
                 statistics.add(chunk, queries: t, keys: t + dim * p)
-                let base = chunk.item * dim * plane + chunk.planeOffset
-                for c in 0..<dim { (pv.base + base + c * plane).update(from: t + (2 * dim + c) * p, count: p) }
+                chunk.store(t + 2 * dim * p, into: v)
             }
         }
         return statistics.mix(v, temperature: temperature, projection: projectOut, residual: residual)
