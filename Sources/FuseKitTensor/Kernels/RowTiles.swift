@@ -9,11 +9,14 @@ public struct PointwiseDepthwise: Sendable {
     public var pointwise: Tensor
     /// The depthwise weight [Cmid, 1, 3, 3].
     public var depthwise: Tensor
+    /// The first of the input's channels this sequence reads (the input may have more).
+    public var inputOffset: Int
 
-    public init(norm: (weight: Tensor, bias: Tensor?, eps: Float)? = nil, pointwise: Tensor, depthwise: Tensor) {
+    public init(norm: (weight: Tensor, bias: Tensor?, eps: Float)? = nil, pointwise: Tensor, depthwise: Tensor, inputOffset: Int = 0) {
         self.norm = norm
         self.pointwise = pointwise
         self.depthwise = depthwise
+        self.inputOffset = inputOffset
     }
 
     /// Output channels.
@@ -24,6 +27,7 @@ public struct PointwiseDepthwise: Sendable {
     /// The same sequence with ordinary (unfused) ops, the definition the tiles equal.
     public func unfused(_ x: Tensor) -> Tensor {
         let c = inChannels
+        let x = x.shape[1] == c ? x : x.sliced(axis: 1, inputOffset..<(inputOffset + c))
         let normed = norm.map { Tensor.channelLayerNorm(x, weight: $0.weight, bias: $0.bias, eps: $0.eps) } ?? x
         let mid = Tensor.conv2d(normed, pointwise.reshaped([outChannels, c, 1, 1]))
         return Tensor.conv2d(mid, depthwise, padding: (1, 1), groups: outChannels)
@@ -106,7 +110,7 @@ public enum RowTiles {
         require(shape.count == 4, "RowTiles: inputs must be [N, C, H, W], got \(Shape.describe(shape))")
         let (batch, height, width) = (shape[0], shape[2], shape[3])
         for (x, stage) in inputs {
-            require(x.rank == 4 && x.shape[0] == batch && x.shape[2] == height && x.shape[3] == width && x.shape[1] == stage.inChannels,
+            require(x.rank == 4 && x.shape[0] == batch && x.shape[2] == height && x.shape[3] == width && x.shape[1] >= stage.inputOffset + stage.inChannels,
                     "RowTiles: input \(Shape.describe(x.shape)) does not fit \(stage.inChannels) input channels at \(batch)x\(height)x\(width)")
             require(stage.depthwise.shape == [stage.outChannels, 1, 3, 3],
                     "RowTiles: depthwise weight \(Shape.describe(stage.depthwise.shape)) for \(stage.outChannels) channels")
@@ -165,7 +169,7 @@ struct SlidingStage {
         self.height = height
         self.width = width
         capacityRows = chunkRows + 2
-        input = x.pointer + item * inChannels * height * width
+        input = x.pointer + (item * x.shape[1] + stage.inputOffset) * height * width
         normWeight = stage.norm?.weight.pointer
         normBias = stage.norm?.bias?.pointer
         eps = stage.norm?.eps ?? 0

@@ -132,15 +132,23 @@ public final class ChannelAttentionStatistics: @unchecked Sendable {
 
     /// `residual + projection · (attention · v)` per image, as one matrix M = projection ·
     /// blockdiag(attention maps) applied to v [N, channels, H, W].
-    public func mix(_ v: Tensor, temperature: Tensor, projection: Tensor, residual: Tensor?) -> Tensor {
+    /// - Parameters:
+    ///   - output: where to write, at channels `channelOffset`..., or nil for a new tensor.
+    public func mix(_ v: Tensor, temperature: Tensor, projection: Tensor, residual: Tensor?, into output: Tensor? = nil,
+                    channelOffset: Int = 0) -> Tensor {
         let (n, h, w) = (v.shape[0], v.shape[2], v.shape[3])
         let outChannels = projection.shape[0], plane = h * w, c = perHead
-        let out = residual.map { r -> Tensor in
-            require(r.shape == [n, outChannels, h, w], "channel attention: residual \(Shape.describe(r.shape))")
-            let copy = Tensor(uninitializedShape: r.shape)
-            Kernels.copy(from: r.pointer, to: copy.mutablePointer, count: r.count)
-            return copy
-        } ?? Tensor(uninitializedShape: [n, outChannels, h, w])
+        let out = output ?? Tensor(uninitializedShape: [n, outChannels, h, w])
+        let totalChannels = out.shape[1]
+        require(out.shape[0] == n && out.shape[2] == h && out.shape[3] == w && totalChannels >= channelOffset + outChannels,
+                "channel attention: output \(Shape.describe(out.shape)) for \(outChannels) channels at \(channelOffset)")
+        if let residual {
+            require(residual.shape == [n, outChannels, h, w], "channel attention: residual \(Shape.describe(residual.shape))")
+            for item in 0..<n {
+                Kernels.copy(from: residual.pointer + item * outChannels * plane,
+                             to: out.mutablePointer + (item * totalChannels + channelOffset) * plane, count: outChannels * plane)
+            }
+        }
         let p = projection.scalars
         for item in 0..<n {
             let maps = attention(item: item, temperature: temperature)
@@ -157,7 +165,7 @@ public final class ChannelAttentionStatistics: @unchecked Sendable {
             mixing.withUnsafeBufferPointer { m in
                 Gemm.sgemm(transposeA: false, transposeB: false, m: outChannels, n: plane, k: channels, a: m.baseAddress!, lda: channels,
                            b: v.pointer + item * channels * plane, ldb: plane, beta: residual == nil ? 0 : 1,
-                           c: out.mutablePointer + item * outChannels * plane, ldc: plane)
+                           c: out.mutablePointer + (item * totalChannels + channelOffset) * plane, ldc: plane)
             }
         }
         return out
