@@ -53,6 +53,9 @@ struct FuseCommand: ParsableCommand {
         return PluginParameters(values)
     }
 
+    /// The buffer cache's capacity while fusing.
+    static let inferencePoolBytes = 256 << 20
+
     /// The fusion network's weights from plain weights or a FuseKit checkpoint.
     static func loadWeights(_ path: String, for fusion: any FusionNet) throws -> ModelState {
         let url = URL(fileURLWithPath: path)
@@ -76,6 +79,9 @@ struct FuseCommand: ParsableCommand {
         let fusion = try registry.makeFusion(model, try Self.pluginParameters(parameters))
         let state = try Self.loadWeights(weights!, for: fusion)
         let fuser = Fuser(fusion: fusion, state: state, normalizes: !noNormalize)
+        // One image's inference needs few large buffers at a time (its wide intermediates are
+        // tiled); a cache sized for training steps would only raise the peak memory.
+        BufferPool.limitCapacity(to: Self.inferencePoolBytes)
         let irURL = URL(fileURLWithPath: ir), visURL = URL(fileURLWithPath: vis)
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: ir, isDirectory: &isFolder) else { throw ValidationError("no such file or folder: \(ir)") }
