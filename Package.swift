@@ -24,7 +24,7 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
 
         // Core, layered: tensor -> nn -> image/metrics -> framework -> CLI.
-        .target(name: "CFuseKitKernels"),
+        .target(name: "CFuseKitKernels", dependencies: ["CBLAS"]),
         .target(name: "FuseKitTensor", dependencies: ["CBLAS", "CFuseKitKernels"]),
         .target(name: "FuseKitNN", dependencies: ["FuseKitTensor"]),
         .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG"]),

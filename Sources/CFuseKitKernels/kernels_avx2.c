@@ -4,15 +4,6 @@
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
-int fk_has_avx2_fma(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-}
-
 /* ---- vector elementary functions (the same polynomials as VectorMath.swift) ---- */
 
 AVX2 static inline __m256 exp8(__m256 x) {
@@ -142,9 +133,9 @@ AVX2 void fk_gelu_gate_tangent(const float *ta, const float *tb, const float *a,
 
 /* ---- depthwise 3x3 ---- */
 
-AVX2 void fk_depthwise3x3_plane(const float *src, float *dst, long h, long w, const float k[9]) {
-    for (long i = 0; i < h; i++) {
-        float *out = dst + i * w;
+AVX2 void fk_depthwise3x3_rows(const float *src, float *dst, long h, long w, const float k[9], long row0, long row1) {
+    for (long i = row0; i < row1; i++) {
+        float *out = dst + (i - row0) * w;
         __m256 acc_init = _mm256_setzero_ps();
         /* Interior columns 1..w-2 in vectors of 8, accumulating the three rows in registers. */
         long j = 1;
@@ -176,6 +167,10 @@ AVX2 void fk_depthwise3x3_plane(const float *src, float *dst, long h, long w, co
             out[jj] = s;
         }
     }
+}
+
+void fk_depthwise3x3_plane(const float *src, float *dst, long h, long w, const float k[9]) {
+    fk_depthwise3x3_rows(src, dst, h, w, k, 0, h);
 }
 
 AVX2 void fk_depthwise3x3_weight_gradient_plane(const float *x, const float *g, long h, long w, double acc[9]) {

@@ -18,7 +18,10 @@ import Synchronization
 public enum FuseKitCommandLine {
     /// Parses the arguments (by default the process's), runs the subcommand with `registry`'s
     /// plugins and exits.
+    /// Restarts once with a faster OpenBLAS kernel when OpenBLAS picked an older one than the CPU
+    /// runs (see `BLASKernel`).
     public static func main(registry: PluginRegistry, arguments: [String]? = nil) -> Never {
+        BLASKernel.reexecuteWithRecommendedKernel()
         CommandContext.installed.withLock { $0 = registry }
         FuseKitCommand.main(arguments)
         exit(0)
@@ -38,8 +41,9 @@ struct FuseKitCommand: ParsableCommand {
         commandName: "fusekit",
         abstract: "Task-driven infrared-visible image fusion on the CPU: TDFusion, MRFS and MAFS as plugins.",
         version: FuseKitVersion.string,
-        subcommands: [VersionCommand.self, DemoCommand.self, FuseCommand.self, ConvertCommand.self, TrainCommand.self, GradcheckCommand.self, RecipeCommand.self,
-                      PluginsCommand.self, LossesCommand.self, InspectCommand.self, BenchCommand.self, EvalCommand.self, EvalSegmentationCommand.self, EvalDetectionCommand.self])
+        subcommands: [VersionCommand.self, DoctorCommand.self, DemoCommand.self, FuseCommand.self, ConvertCommand.self, TrainCommand.self,
+                      GradcheckCommand.self, RecipeCommand.self, PluginsCommand.self, LossesCommand.self, InspectCommand.self, BenchCommand.self,
+                      EvalCommand.self, EvalSegmentationCommand.self, EvalDetectionCommand.self])
 }
 
 struct VersionCommand: ParsableCommand {

@@ -7,16 +7,13 @@
 /// would make FuseKit unusable as a dependency), so the few kernels whose speed is bound by
 /// arithmetic rather than memory live here, compiled per function for AVX2 + FMA with the
 /// target attribute. Every function works on one contiguous range; the Swift side splits work
-/// over cores and falls back to its own SIMD code when `fk_has_avx2_fma()` is 0.
+/// over cores and falls back to its own SIMD code when the CPU or the OS lacks AVX2 + FMA.
 
 #include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/// 1 when the CPU supports AVX2 and FMA (and the kernels below may be called).
-int fk_has_avx2_fma(void);
 
 /// y = gelu(x) = x * Phi(x) (exact erf form).
 void fk_gelu(const float *x, float *y, long n);
@@ -35,6 +32,9 @@ void fk_exp(const float *x, float *y, long n);
 
 /// One plane of a depthwise 3x3 cross-correlation, stride 1, zero padding 1: dst = src (*) k.
 void fk_depthwise3x3_plane(const float *src, float *dst, long height, long width, const float k[9]);
+/// Output rows row0..<row1 of the same convolution of a plane of `height` rows (zero outside it),
+/// written from dst on (row row0 first).
+void fk_depthwise3x3_rows(const float *src, float *dst, long height, long width, const float k[9], long row0, long row1);
 /// Adds, for each of the 9 taps, sum over pixels of g[i, j] * x[i + ky - 1, j + kx - 1] to acc.
 void fk_depthwise3x3_weight_gradient_plane(const float *x, const float *g, long height, long width, double acc[9]);
 

@@ -41,6 +41,9 @@ struct FuseCommand: ParsableCommand {
         }
     }
 
+    /// The buffer cache's capacity while fusing.
+    static let inferencePoolBytes = 256 << 20
+
     /// The fusion network's weights from any weights file (a FuseKit checkpoint's fusion model).
     static func loadWeights(_ path: String, for fusion: any FusionNet) throws -> ModelState {
         let weights = try WeightsFile.readModelWeights(WeightsReference(path), checkpointModel: ModelRole.fusion.rawValue)
@@ -57,6 +60,9 @@ struct FuseCommand: ParsableCommand {
         let fusion = try registry.makeFusion(model, try PluginParameters.parsing(parameters, plugin: model))
         let state = try Self.loadWeights(weights!, for: fusion)
         let fuser = Fuser(fusion: fusion, state: state, normalizes: !noNormalize)
+        // One image's inference needs few large buffers at a time (its wide intermediates are
+        // tiled); a cache sized for training steps would only raise the peak memory.
+        BufferPool.limitCapacity(to: Self.inferencePoolBytes)
         let irURL = URL(fileURLWithPath: ir), visURL = URL(fileURLWithPath: vis)
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: ir, isDirectory: &isFolder) else { throw ValidationError("no such file or folder: \(ir)") }
@@ -74,8 +80,13 @@ struct FuseCommand: ParsableCommand {
         try FileManager.default.createDirectory(at: grayFolder, withIntermediateDirectories: true)
         let progress = ProgressBar(total: pairs.count, label: "fuse", unit: "img")
         var written = 0
+        // The next pair is decoded and the previous one's outputs encoded while this one is fused.
+        let sources = Lookahead(count: pairs.count) { [pairs] i in
+            (try Image(contentsOf: pairs[i].infrared), try Image(contentsOf: pairs[i].visible))
+        }
+        let writer = BackgroundJobs()
         for (i, pair) in pairs.enumerated() {
-            let infrared = try Image(contentsOf: pair.infrared), visible = try Image(contentsOf: pair.visible)
+            let (infrared, visible) = try sources.value(at: i)
             guard infrared.width == visible.width && infrared.height == visible.height else {
                 let problem = "\(pair.infrared.path) is \(infrared.width)x\(infrared.height) but \(pair.visible.path) is \(visible.width)x\(visible.height)"
                 if !isFolder.boolValue { throw ValidationError("cannot fuse: \(problem)") }
@@ -83,14 +94,18 @@ struct FuseCommand: ParsableCommand {
                 continue
             }
             let output = fuser.fuse(infrared: infrared, visible: visible)
-            try output.gray.write(to: grayFolder.appendingPathComponent(pair.name + ".png"))
-            if let color = output.color {
-                try FileManager.default.createDirectory(at: rgbFolder, withIntermediateDirectories: true)
-                try color.write(to: rgbFolder.appendingPathComponent(pair.name + ".png"))
+            let (gray, color) = (output.gray, output.color)
+            writer.submit {
+                try gray.write(to: grayFolder.appendingPathComponent(pair.name + ".png"))
+                if let color {
+                    try FileManager.default.createDirectory(at: rgbFolder, withIntermediateDirectories: true)
+                    try color.write(to: rgbFolder.appendingPathComponent(pair.name + ".png"))
+                }
             }
             written += 1
             progress.update(completed: i + 1, status: pair.name)
         }
+        try writer.finish()
         progress.finish()
         print("fused \(written) of \(pairs.count) pairs into \(outURL.path)")
     }

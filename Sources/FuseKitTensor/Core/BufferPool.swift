@@ -17,13 +17,74 @@ public enum BufferPool {
     /// (`FUSEKIT_POOL_MIB` overrides; 0 disables caching). A training step reuses the same
     /// buffers every iteration, so a cache that holds its whole working set avoids re-faulting
     /// memory without raising the peak footprint.
-    static let capacityBytes: Int = {
-        if let value = getenv("FUSEKIT_POOL_MIB").flatMap({ Int(String(cString: $0)) }), value >= 0 {
-            return value << 20
-        }
+    static var capacityBytes: Int { limit.load(ordering: .relaxed) }
+
+    /// `FUSEKIT_POOL_MIB` in bytes, when set.
+    static let configuredBytes: Int? = getenv("FUSEKIT_POOL_MIB").flatMap { Int(String(cString: $0)) }.flatMap { $0 >= 0 ? $0 << 20 : nil }
+
+    private static let limit = Atomic<Int>(configuredBytes ?? {
         let physical = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
         return Swift.min(Swift.max(physical / 4, 512 << 20), 8 << 30)
-    }()
+    }())
+
+    /// Lowers the cache's capacity to `bytes` (unless `FUSEKIT_POOL_MIB` sets it), freeing cached
+    /// buffers beyond it. Inference on large images calls it: one image's working set is small
+    /// (its intermediates are tiled), so a big cache would only add to the peak memory.
+    public static func limitCapacity(to bytes: Int) {
+        guard configuredBytes == nil else { return }
+        _ = limit.min(Swift.max(bytes, 0), ordering: .relaxed)
+        let evicted: [Block] = state.withLock { s in
+            var out: [Block] = []
+            while s.cachedBytes > capacityBytes, !s.order.isEmpty {
+                let old = s.order.removeFirst()
+                if var list = s.free[old.size], let i = list.firstIndex(of: old) {
+                    list.remove(at: i)
+                    s.free[old.size] = list
+                }
+                s.cachedBytes -= old.size
+                out.append(old)
+            }
+            return out
+        }
+        for b in evicted { freeBlock(b.pointer, size: b.size) }
+    }
+
+    /// Blocks of at least this many bytes are mapped directly and backed by transparent huge pages
+    /// where the OS allows it (a fresh 100 MB buffer then faults in 2 MB pages, not 4 KiB ones).
+    static let hugePageBytes = 8 << 20
+    static let hugePageAlignment = 2 << 20
+
+    /// Fresh memory for a block of `size` bytes (a size class).
+    static func freshBlock(_ size: Int) -> UnsafeMutableRawPointer {
+        if size >= hugePageBytes {
+            let length = (size + hugePageAlignment - 1) / hugePageAlignment * hugePageAlignment
+            // Map a little more and trim, so that the block starts on a huge-page boundary.
+            if let raw = mmap(nil, length + hugePageAlignment, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED {
+                let address = Int(bitPattern: raw), aligned = (address + hugePageAlignment - 1) / hugePageAlignment * hugePageAlignment
+                if aligned > address { munmap(raw, aligned - address) }
+                let tail = address + length + hugePageAlignment - (aligned + length)
+                if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + length), tail) }
+                let block = UnsafeMutableRawPointer(bitPattern: aligned)!
+                _ = madvise(block, length, Int32(MADV_HUGEPAGE))
+                return block
+            }
+            fatalError("BufferPool: cannot map \(size) bytes")
+        }
+        var raw: UnsafeMutableRawPointer? = nil
+        guard posix_memalign(&raw, 64, size) == 0, let raw else {
+            fatalError("BufferPool: cannot allocate \(size) bytes")
+        }
+        return raw
+    }
+
+    /// Returns a block obtained from `freshBlock(size)` to the OS.
+    static func freeBlock(_ pointer: UnsafeMutableRawPointer, size: Int) {
+        if size >= hugePageBytes {
+            munmap(pointer, (size + hugePageAlignment - 1) / hugePageAlignment * hugePageAlignment)
+        } else {
+            free(pointer)
+        }
+    }
 
     /// A cached block; only the pool touches it while cached.
     private struct Block: @unchecked Sendable, Equatable {
@@ -62,18 +123,14 @@ public enum BufferPool {
             }
             if let reused { return reused.pointer }
         }
-        var raw: UnsafeMutableRawPointer? = nil
-        guard posix_memalign(&raw, 64, size) == 0, let raw else {
-            fatalError("BufferPool: cannot allocate \(size) bytes")
-        }
-        return raw
+        return freshBlock(size)
     }
 
     /// Returns a buffer obtained from `allocate(bytes:)` with the same `bytes`.
     static func release(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
         let size = sizeClass(bytes)
         guard size >= minimumCachedBytes && size <= capacityBytes else {
-            free(pointer)
+            freeBlock(pointer, size: size)
             return
         }
         let block = Block(pointer: pointer, size: size)
@@ -93,7 +150,7 @@ public enum BufferPool {
             s.cachedBytes += size
             return out
         }
-        for b in evicted { free(b.pointer) }
+        for b in evicted { freeBlock(b.pointer, size: b.size) }
     }
 
     /// Frees every cached buffer (e.g. before measuring memory, or after a large job).
@@ -103,8 +160,11 @@ public enum BufferPool {
             s = State()
             return blocks
         }
-        for b in all { free(b.pointer) }
+        for b in all { freeBlock(b.pointer, size: b.size) }
     }
+
+    /// The most bytes the cache keeps.
+    public static var capacity: Int { capacityBytes }
 
     /// Bytes currently held in the cache.
     public static var cachedBytes: Int { state.withLock { $0.cachedBytes } }

@@ -294,9 +294,12 @@ enum Depthwise3x3 {
     }
 
     @inline(__always)
-    static func row3x3(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ h: Int, _ w: Int, _ k: UnsafePointer<Float>) {
-        for i in 0..<h {
-            let out = dst + i * w
+    /// Output rows `rows` (default all) of one plane, written from `dst` on.
+    static func row3x3(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ h: Int, _ w: Int, _ k: UnsafePointer<Float>,
+                       rows: Range<Int>? = nil) {
+        let rows = rows ?? 0..<h
+        for i in rows {
+            let out = dst + (i - rows.lowerBound) * w
             out.initialize(repeating: 0, count: w)
             for ky in 0..<3 {
                 let iy = i + ky - 1

@@ -9,12 +9,15 @@ import Glibc
 /// OpenBLAS's own thread pool, its workers keep spinning after each call and compete for the
 /// cores with FuseKit's parallel kernels (measured: a training step 1.5x slower on 2 cores).
 public enum Gemm {
-    /// Puts OpenBLAS in single-threaded mode once, before the first product.
+    /// Puts OpenBLAS in single-threaded mode once, before the first product, and warns when
+    /// OpenBLAS runs older kernels than the CPU supports (``BLASKernel``).
     static let configured: Bool = {
+        BLASKernel.warnOnceIfSuboptimal()
         if !useOpenBLASThreads { openblas_set_num_threads(1) }
         return true
     }()
-    static let useOpenBLASThreads = getenv("FUSEKIT_GEMM").map { String(cString: $0) } == "openblas"
+    /// `FUSEKIT_GEMM=openblas`: OpenBLAS threads its own products instead of FuseKit splitting them.
+    public static let useOpenBLASThreads = getenv("FUSEKIT_GEMM").map { String(cString: $0) } == "openblas"
 
     /// Products of at least this many multiply-adds are split over the workers; smaller ones run
     /// on the calling thread (callers parallelise over independent products instead).

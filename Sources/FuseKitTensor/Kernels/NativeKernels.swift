@@ -3,10 +3,16 @@ import CFuseKitKernels
 /// Dispatch to the AVX2 + FMA kernels of `CFuseKitKernels` when the CPU has them.
 public enum NativeKernels {
     /// Whether the CPU supports the AVX2 + FMA kernels (`FUSEKIT_PORTABLE=1` turns them off).
-    public static let cpuSupportsAVX2: Bool = {
-        if let value = getenvString("FUSEKIT_PORTABLE"), value == "1" { return false }
-        return fk_has_avx2_fma() != 0
-    }()
+    public static let cpuSupportsAVX2: Bool = !forcedPortable && CPUFeatures.current.usableAVX2FMA
+
+    /// `FUSEKIT_PORTABLE=1`: use the portable kernels even where the CPU runs the AVX2 ones.
+    static let forcedPortable = getenvString("FUSEKIT_PORTABLE") == "1"
+
+    /// The kernel set in use, for diagnostics: "AVX2 + FMA" or "portable (Swift SIMD)" with the reason.
+    public static var kernelSet: String {
+        if cpuSupportsAVX2 { return "AVX2 + FMA" }
+        return "portable (Swift SIMD; \(forcedPortable ? "FUSEKIT_PORTABLE=1" : "the CPU has no usable AVX2 + FMA"))"
+    }
 
     /// Forces the portable Swift SIMD kernels in this task (tests compare both paths).
     @TaskLocal public static var portableOnly = false

@@ -13,34 +13,44 @@ extension Kernels {
         let pb = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
         let chunk = 512
         let chunks = (pixels + chunk - 1) / chunk
-        let invC = 1 / Float(channels)
         Parallel.forEach(batch * chunks, itemCost: chunk * channels * 4) { item in
             let b = item / chunks, start = (item % chunks) * chunk, n = Swift.min(chunk, pixels - start)
             let base = b * channels * pixels + start
-            let m = pm.base + b * pixels + start, r = pr.base + b * pixels + start
-            m.initialize(repeating: 0, count: n)
-            for c in 0..<channels {
-                let row = px.base + base + c * pixels
-                var i = 0
-                while i + 8 <= n { store(load(m + i) + load(row + i), m + i); i += 8 }
-                while i < n { m[i] += row[i]; i += 1 }
-            }
-            for i in 0..<n { m[i] *= invC }
-            r.initialize(repeating: 0, count: n)
-            for c in 0..<channels {
-                let row = px.base + base + c * pixels
-                var i = 0
-                while i + 8 <= n { let d = load(row + i) - load(m + i); store(load(r + i) + d * d, r + i); i += 8 }
-                while i < n { let d = row[i] - m[i]; r[i] += d * d; i += 1 }
-            }
-            for i in 0..<n { r[i] = 1 / (r[i] * invC + eps).squareRoot() }
-            for c in 0..<channels {
-                let row = px.base + base + c * pixels, out = py.base + base + c * pixels
-                let wv = SIMD8<Float>(repeating: pw.base[c]), bv = SIMD8<Float>(repeating: pb?.base[c] ?? 0)
-                var i = 0
-                while i + 8 <= n { store((load(row + i) - load(m + i)) * load(r + i) * wv + bv, out + i); i += 8 }
-                while i < n { out[i] = (row[i] - m[i]) * r[i] * wv[0] + bv[0]; i += 1 }
-            }
+            channelLayerNormSpan(px.base + base, channelStride: pixels, count: n, channels: channels, eps: eps, weight: pw.base,
+                                 bias: pb?.base, py.base + base, outputStride: pixels,
+                                 mean: pm.base + b * pixels + start, rstd: pr.base + b * pixels + start)
+        }
+    }
+
+    /// The LayerNorm of `count` consecutive pixels on the calling thread: channel c of pixel i
+    /// is x[c · channelStride + i], written to y[c · outputStride + i]; mean and rstd [count].
+    static func channelLayerNormSpan(_ x: UnsafePointer<Float>, channelStride: Int, count n: Int, channels: Int, eps: Float,
+                                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                     _ y: UnsafeMutablePointer<Float>, outputStride: Int,
+                                     mean m: UnsafeMutablePointer<Float>, rstd r: UnsafeMutablePointer<Float>) {
+        let invC = 1 / Float(channels)
+        m.initialize(repeating: 0, count: n)
+        for c in 0..<channels {
+            let row = x + c * channelStride
+            var i = 0
+            while i + 8 <= n { store(load(m + i) + load(row + i), m + i); i += 8 }
+            while i < n { m[i] += row[i]; i += 1 }
+        }
+        for i in 0..<n { m[i] *= invC }
+        r.initialize(repeating: 0, count: n)
+        for c in 0..<channels {
+            let row = x + c * channelStride
+            var i = 0
+            while i + 8 <= n { let d = load(row + i) - load(m + i); store(load(r + i) + d * d, r + i); i += 8 }
+            while i < n { let d = row[i] - m[i]; r[i] += d * d; i += 1 }
+        }
+        for i in 0..<n { r[i] = 1 / (r[i] * invC + eps).squareRoot() }
+        for c in 0..<channels {
+            let row = x + c * channelStride, out = y + c * outputStride
+            let wv = SIMD8<Float>(repeating: weight[c]), bv = SIMD8<Float>(repeating: bias?[c] ?? 0)
+            var i = 0
+            while i + 8 <= n { store((load(row + i) - load(m + i)) * load(r + i) * wv + bv, out + i); i += 8 }
+            while i < n { out[i] = (row[i] - m[i]) * r[i] * wv[0] + bv[0]; i += 1 }
         }
     }
 
