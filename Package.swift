@@ -46,12 +46,14 @@ let package = Package(
         .target(name: "FuseKitPlugins", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask"]),
         .executableTarget(name: "fusekit", dependencies: ["FuseKitCLI", "FuseKitPlugins"]),
 
+        // What the plugins' parity tests share (whole-tensor comparisons, deterministic weights).
+        .target(name: "ParityTestSupport", dependencies: ["FuseKitNN"], path: "Tests/ParityTestSupport"),
         .testTarget(name: "FuseKitTensorTests", dependencies: ["FuseKitTensor"]),
         .testTarget(name: "FuseKitTests", dependencies: ["FuseKit", "FuseKitPlugins", "RestormerFusion", "SegFormerTask", "YOLOTask"]),
         .testTarget(name: "FuseKitNNTests", dependencies: ["FuseKitNN"], exclude: ["Fixtures"]),
         .testTarget(name: "RestormerFusionTests", dependencies: ["RestormerFusion", "FuseKit"], exclude: ["Fixtures"]),
-        .testTarget(name: "SegFormerTaskTests", dependencies: ["SegFormerTask", "FuseKit"], exclude: ["Fixtures"]),
-        .testTarget(name: "YOLOTaskTests", dependencies: ["YOLOTask", "FuseKit"], exclude: ["Fixtures"]),
+        .testTarget(name: "SegFormerTaskTests", dependencies: ["SegFormerTask", "FuseKit", "ParityTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "YOLOTaskTests", dependencies: ["YOLOTask", "FuseKit", "ParityTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "FuseKitImageTests", dependencies: ["FuseKitImage"]),
         .testTarget(name: "FuseKitMetricsTests", dependencies: ["FuseKitMetrics", "FuseKitImage"]),
         .testTarget(name: "FuseKitDataTests", dependencies: ["FuseKitData", "FuseKitImage"]),
