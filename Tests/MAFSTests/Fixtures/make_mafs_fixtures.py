@@ -237,9 +237,9 @@ def main():
         v = v.detach()
         stored[k] = v.to(torch.int64) if v.dtype in (torch.int64, torch.int32) else v.to(torch.float32)
         stored[k] = stored[k].clone().contiguous()
-    metadata = {"config": json.dumps(asdict(CFG)), "loss_config": json.dumps(asdict(LOSS)),
-                "unused_parameters": json.dumps(unused),
-                "generator": "Tests/MAFSTests/Fixtures/make_mafs_fixtures.py"}
+    # One metadata entry: safetensors writes several in hash order, which would change the file's bytes.
+    metadata = {"mafs": json.dumps({"config": asdict(CFG), "loss_config": asdict(LOSS), "unused_parameters": unused,
+                                    "generator": "Tests/MAFSTests/Fixtures/make_mafs_fixtures.py"}, sort_keys=True)}
     path = os.path.join(HERE, "mafs_minimal.safetensors")
     save_file(stored, path, metadata=metadata)
     groups = {}
