@@ -20,7 +20,10 @@ public enum FuseKitCommandLine {
     /// plugins and exits.
     /// Restarts once with a faster OpenBLAS kernel when OpenBLAS picked an older one than the CPU
     /// runs (see `BLASKernel`).
+    /// A file-size limit (`ulimit -f`) makes a write past it fail with EFBIG, reported like a
+    /// full disk, instead of killing the process with SIGXFSZ.
     public static func main(registry: PluginRegistry, arguments: [String]? = nil) -> Never {
+        signal(SIGXFSZ, SIG_IGN)
         BLASKernel.reexecuteWithRecommendedKernel()
         CommandContext.installed.withLock { $0 = registry }
         FuseKitCommand.main(arguments)
