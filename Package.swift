@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "MRFS", targets: ["MRFS"]),
         .library(name: "FuseKitPlugins", targets: ["FuseKitPlugins"]),
         .library(name: "FuseKitCLI", targets: ["FuseKitCLI"]),
+        .library(name: "FuseKitMPI", targets: ["FuseKitMPI"]),
         .executable(name: "fusekit", targets: ["fusekit"]),
     ],
     dependencies: [
@@ -23,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        // MPI (Debian: libopenmpi-dev, openmpi-bin), for data-parallel training with mpirun or srun.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
         // Core, layered: tensor -> nn -> image/metrics -> framework -> CLI.
         .target(name: "CFuseKitKernels", dependencies: ["CBLAS"]),
@@ -46,7 +49,10 @@ let package = Package(
         // FuseKit's plugins, and the executable that joins them.
         .target(name: "FuseKitCLI", dependencies: ["FuseKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "FuseKitPlugins", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask", "MRFS"]),
-        .executableTarget(name: "fusekit", dependencies: ["FuseKitCLI", "FuseKitPlugins"]),
+        // MPI's collectives for data-parallel training (used by the executable, not by the library).
+        .target(name: "CFuseKitMPI", dependencies: ["CMPI"]),
+        .target(name: "FuseKitMPI", dependencies: ["FuseKitTensor", "CFuseKitMPI"]),
+        .executableTarget(name: "fusekit", dependencies: ["FuseKitCLI", "FuseKitPlugins", "FuseKitMPI"]),
 
         // What the plugins' parity tests share (whole-tensor comparisons, deterministic weights).
         .target(name: "ParityTestSupport", dependencies: ["FuseKitNN"], path: "Tests/ParityTestSupport"),
