@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "RestormerFusion", targets: ["RestormerFusion"]),
         .library(name: "SegFormerTask", targets: ["SegFormerTask"]),
         .library(name: "YOLOTask", targets: ["YOLOTask"]),
+        .library(name: "MRFS", targets: ["MRFS"]),
         .library(name: "FuseKitPlugins", targets: ["FuseKitPlugins"]),
         .library(name: "FuseKitCLI", targets: ["FuseKitCLI"]),
         .library(name: "FuseKitMPI", targets: ["FuseKitMPI"]),
@@ -42,11 +43,12 @@ let package = Package(
         .target(name: "RestormerFusion", dependencies: ["FuseKit"], path: "Plugins/RestormerFusion"),
         .target(name: "SegFormerTask", dependencies: ["FuseKit"], path: "Plugins/SegFormerTask"),
         .target(name: "YOLOTask", dependencies: ["FuseKit"], path: "Plugins/YOLOTask"),
+        .target(name: "MRFS", dependencies: ["FuseKit", "SegFormerTask"], path: "Plugins/MRFS"),
 
         // The command line: its commands as a library (no plugin names), the one file that registers
         // FuseKit's plugins, and the executable that joins them.
         .target(name: "FuseKitCLI", dependencies: ["FuseKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "FuseKitPlugins", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask"]),
+        .target(name: "FuseKitPlugins", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask", "MRFS"]),
         // MPI's collectives for data-parallel training (used by the executable, not by the library).
         .target(name: "CFuseKitMPI", dependencies: ["CMPI"]),
         .target(name: "FuseKitMPI", dependencies: ["FuseKitTensor", "CFuseKitMPI"]),
@@ -60,6 +62,7 @@ let package = Package(
         .testTarget(name: "RestormerFusionTests", dependencies: ["RestormerFusion", "FuseKit"], exclude: ["Fixtures"]),
         .testTarget(name: "SegFormerTaskTests", dependencies: ["SegFormerTask", "FuseKit", "ParityTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "YOLOTaskTests", dependencies: ["YOLOTask", "FuseKit", "ParityTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "MRFSTests", dependencies: ["MRFS", "SegFormerTask", "FuseKit", "FuseKitPlugins", "ParityTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "FuseKitImageTests", dependencies: ["FuseKitImage"]),
         .testTarget(name: "FuseKitMetricsTests", dependencies: ["FuseKitMetrics", "FuseKitImage"]),
         .testTarget(name: "FuseKitDataTests", dependencies: ["FuseKitData", "FuseKitImage"]),

@@ -49,8 +49,9 @@ struct GradcheckCommand: ParsableCommand {
         // A task plugin enters the hypergradient only through its input gradient, which its own
         // check covers; the meta step is checked with the small task net unless --task says otherwise.
         let runsHypergradient = plugin == nil || !fusions.isEmpty || !generators.isEmpty
-        if runsHypergradient, let fusion = fusions.first?.name ?? defaults.fusion,
-           let generator = generators.first?.name ?? defaults.lossGenerator,
+        // Without --plugin, the registry's defaults (not whichever plugin sorts first).
+        if runsHypergradient, let fusion = plugin == nil ? defaults.fusion : fusions.first?.name ?? defaults.fusion,
+           let generator = plugin == nil ? defaults.lossGenerator : generators.first?.name ?? defaults.lossGenerator,
            let task = task ?? defaults.smallTask {
             let started = Date()
             let report = try PluginGradcheck.checkHypergradient(fusion: fusion, lossGenerator: generator, task: task, in: registry)
