@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "RestormerFusion", targets: ["RestormerFusion"]),
         .library(name: "SegFormerTask", targets: ["SegFormerTask"]),
         .library(name: "YOLOTask", targets: ["YOLOTask"]),
+        .library(name: "MAFS", targets: ["MAFS"]),
         .library(name: "FuseKitPlugins", targets: ["FuseKitPlugins"]),
         .library(name: "FuseKitCLI", targets: ["FuseKitCLI"]),
         .executable(name: "fusekit", targets: ["fusekit"]),
@@ -39,11 +40,12 @@ let package = Package(
         .target(name: "RestormerFusion", dependencies: ["FuseKit"], path: "Plugins/RestormerFusion"),
         .target(name: "SegFormerTask", dependencies: ["FuseKit"], path: "Plugins/SegFormerTask"),
         .target(name: "YOLOTask", dependencies: ["FuseKit"], path: "Plugins/YOLOTask"),
+        .target(name: "MAFS", dependencies: ["FuseKit"], path: "Plugins/MAFS"),
 
         // The command line: its commands as a library (no plugin names), the one file that registers
         // FuseKit's plugins, and the executable that joins them.
         .target(name: "FuseKitCLI", dependencies: ["FuseKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "FuseKitPlugins", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask"]),
+        .target(name: "FuseKitPlugins", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask", "MAFS"]),
         .executableTarget(name: "fusekit", dependencies: ["FuseKitCLI", "FuseKitPlugins"]),
 
         // What the plugins' parity tests share (whole-tensor comparisons, deterministic weights).
@@ -53,6 +55,7 @@ let package = Package(
         .testTarget(name: "FuseKitNNTests", dependencies: ["FuseKitNN"], exclude: ["Fixtures"]),
         .testTarget(name: "RestormerFusionTests", dependencies: ["RestormerFusion", "FuseKit"], exclude: ["Fixtures"]),
         .testTarget(name: "SegFormerTaskTests", dependencies: ["SegFormerTask", "FuseKit", "ParityTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "MAFSTests", dependencies: ["MAFS", "FuseKit", "FuseKitPlugins", "ParityTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "YOLOTaskTests", dependencies: ["YOLOTask", "FuseKit", "ParityTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "FuseKitImageTests", dependencies: ["FuseKitImage"]),
         .testTarget(name: "FuseKitMetricsTests", dependencies: ["FuseKitMetrics", "FuseKitImage"]),
