@@ -146,8 +146,8 @@ struct InvPTStage: Module {
     }
 }
 
-/// InvPT: stage 0 on f5; stage i >= 1 on UpEmbed(x) + A[i + 1]; after each stage a LayerNorm over
-/// channels (`norm_mts.i`) and bilinear resizing to 2^stages x f5's size, summed; then
+/// InvPT: stage 0 on f5; stage i >= 1 on UpEmbed(x) + A[i + 1]; after each stage x becomes its
+/// LayerNorm over channels (`norm_mts.i`), which is also resized bilinearly resizing to 2^stages x f5's size, summed; then
 /// conv3x3-BN-ReLU (`mt_proj`). `redu_chan` and `norm_mt` are unused (as released).
 struct InvPT: Module {
     let normMts: [Child<ChannelLayerNorm>]
@@ -177,7 +177,8 @@ struct InvPT: Module {
                 if let embed = stage.patchEmbed { y = embed(y, scope) + aspp[i + 1] }
                 return stage.block(y, scope)
             }
-            let resized = normMts[i](x, p).resizedBilinear(to: target)
+            x = normMts[i](x, p)  // the next stage starts from the normalised map, as released
+            let resized = x.resizedBilinear(to: target)
             total = total.map { $0 + resized } ?? resized
         }
         return mtProjNorm(mtProj(total!, p), p).relu()
