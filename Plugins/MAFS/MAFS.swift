@@ -101,7 +101,7 @@ public enum MAFSPlugin {
     public static func register(in registry: inout PluginRegistry) {
         registry.registerJoint("mafs", summary: "MAFS (TIP 2025): masked-autoencoder pretrained joint fusion and segmentation net (official variant: ResNet-152 streams)",
                                configuration: MAFSConfiguration.self,
-                               gradcheck: GradcheckSettings(configure: { $0 = MAFSConfiguration.gradcheckSized }, inputSize: (32, 32))) { MAFSNetwork($0) }
+                               gradcheck: GradcheckSettings(configure: { $0 = MAFSConfiguration.gradcheckSized }, inputSize: (64, 64), batch: 2)) { MAFSNetwork($0) }
     }
 }
 
@@ -114,7 +114,7 @@ extension MAFSConfiguration {
         c.resnetLayers = [1, 1, 1, 1]
         c.resnetPlanes = [8, 8, 8, 8]
         c.sfmChannels = 8
-        c.camChannels = 4
+        c.camChannels = 8
         c.phfChannels = 4
         c.recChannels = 4
         c.simHidden = 4

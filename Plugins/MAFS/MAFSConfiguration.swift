@@ -126,6 +126,9 @@ public struct MAFSConfiguration: PluginConfiguration {
         guard segChannels % fpnGroups == 0 else {
             throw ParameterProblem("fpn-groups", "\(fpnGroups) groups must divide seg-channels \(segChannels)")
         }
+        guard camChannels == segChannels else {
+            throw ParameterProblem("cam-channels", "must equal seg-channels \(segChannels) (the ARM chain concatenates f3..f6 with decoder features of that width, as released), got \(camChannels)")
+        }
         guard segChannels % 4 == 0 else { throw ParameterProblem("seg-channels", "must be a multiple of 4 (SegHead's C/4), got \(segChannels)") }
         for heads in invptHeads where segChannels % heads != 0 {
             throw ParameterProblem("invpt-heads", "\(heads) heads must divide seg-channels \(segChannels)")
