@@ -6,12 +6,14 @@ import FuseKit
 struct FuseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fuse",
-        abstract: "Fuse infrared-visible pairs with a trained fusion network.",
+        abstract: "Fuse infrared-visible pairs with a trained fusion network or joint fusion-segmentation model.",
         discussion: """
         Writes OUT/gray/STEM.png (the fused luma, 8-bit) and, when a source is in colour, OUT/rgb/STEM.png \
         (the visible chroma put back, fused chroma when both are colour). --weights takes the network's own \
         weights by their official names: a PyTorch .pth (an official checkpoint as it is), safetensors, or a \
-        FuseKit checkpoint; FILE#PREFIX selects a nested part (see 'fusekit convert --help').
+        FuseKit checkpoint; FILE#PREFIX selects a nested part (see 'fusekit convert --help'). A joint model \
+        (e.g. --model mafs) takes the visible image in colour and writes its fused output the same way; with \
+        --segment also OUT/segmentation/STEM.png, the class map (8-bit, pixel value = class index).
         """)
 
     @Option(help: "Weights: a PyTorch .pth, a safetensors file or a FuseKit checkpoint (FILE#PREFIX selects a nested part).")
@@ -35,6 +37,9 @@ struct FuseCommand: ParsableCommand {
     @Flag(help: "Do not min-max normalise the fused image (the official code does).")
     var noNormalize = false
 
+    @Flag(help: "With a joint model: also write the class map of each pair (OUT/segmentation/STEM.png).")
+    var segment = false
+
     func validate() throws {
         guard weights != nil else {
             throw ValidationError("fuse needs --weights FILE: FuseKit bundles and downloads no weights. Train with 'fusekit train' or pass an official checkpoint (README, 'Fusing with official weights').")
@@ -54,12 +59,38 @@ struct FuseCommand: ParsableCommand {
         }
     }
 
+    /// A joint model's weights (a FuseKit checkpoint's model of the plugin's name as role).
+    static func loadWeights(_ path: String, for joint: any JointModel, role: String) throws -> ModelState {
+        let weights = try WeightsFile.readModelWeights(WeightsReference(path), checkpointModel: role)
+        do {
+            return try joint.loadState(from: weights.tensors)
+        } catch let error as StateDictError {
+            throw ValidationError("\(path) (\(weights.summary)) does not fit \(type(of: joint)): \(error)")
+        }
+    }
+
     func run() throws {
         let registry = CommandContext.registry
         guard let model = model ?? registry.defaults.fusion else { throw ValidationError("fuse needs --model NAME (see 'fusekit plugins')") }
-        let fusion = try registry.makeFusion(model, try PluginParameters.parsing(parameters, plugin: model))
-        let state = try Self.loadWeights(weights!, for: fusion)
-        let fuser = Fuser(fusion: fusion, state: state, normalizes: !noNormalize)
+        let given = try PluginParameters.parsing(parameters, plugin: model)
+        let fuse: (Image, Image) -> (Fuser.Output, Image?)
+        if try registry.descriptor(model).kind == .joint {
+            let joint = try registry.makeJoint(model, given)
+            let state = try Self.loadWeights(weights!, for: joint, role: model)
+            let normalizes = !noNormalize, segment = segment
+            fuse = { infrared, visible in
+                let input = JointInput(infrared: infrared.grayLevels().image().tensor(),
+                                       visible: FusionTargets.withChannels(visible.removingAlpha().tensor(), joint.visibleChannels))
+                let out = withoutGradient { joint.forward(input, Scope(state)) }
+                let classes = segment ? Image(tensor: out.logits.argmax(axis: 1) * (1 / 255)) : nil
+                return (Fuser.output(raw: out.fused, infrared: infrared, visible: visible, normalizes: normalizes), classes)
+            }
+        } else {
+            guard !segment else { throw ValidationError("--segment needs a joint model (one that fuses and segments), not the fusion net '\(model)'") }
+            let fusion = try registry.makeFusion(model, given)
+            let fuser = Fuser(fusion: fusion, state: try Self.loadWeights(weights!, for: fusion), normalizes: !noNormalize)
+            fuse = { (fuser.fuse(infrared: $0, visible: $1), nil) }
+        }
         // One image's inference needs few large buffers at a time (its wide intermediates are
         // tiled); a cache sized for training steps would only raise the peak memory.
         BufferPool.limitCapacity(to: Self.inferencePoolBytes)
@@ -93,13 +124,18 @@ struct FuseCommand: ParsableCommand {
                 progress.log("skipping \(pair.name): \(problem)")
                 continue
             }
-            let output = fuser.fuse(infrared: infrared, visible: visible)
+            let (output, classes) = fuse(infrared, visible)
             let (gray, color) = (output.gray, output.color)
             writer.submit {
                 try gray.write(to: grayFolder.appendingPathComponent(pair.name + ".png"))
                 if let color {
                     try FileManager.default.createDirectory(at: rgbFolder, withIntermediateDirectories: true)
                     try color.write(to: rgbFolder.appendingPathComponent(pair.name + ".png"))
+                }
+                if let classes {
+                    let folder = outURL.appendingPathComponent("segmentation")
+                    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                    try classes.write(to: folder.appendingPathComponent(pair.name + ".png"))
                 }
             }
             written += 1
