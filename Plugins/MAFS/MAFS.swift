@@ -55,7 +55,7 @@ public struct MAFSNetwork: JointModel, MaskedReconstruction {
     static func padded(_ x: Tensor) -> Tensor {
         let (h, w) = (x.shape[2], x.shape[3])
         let (ph, pw) = ((sizeMultiple - h % sizeMultiple) % sizeMultiple, (sizeMultiple - w % sizeMultiple) % sizeMultiple)
-        return ph == 0 && pw == 0 ? x : x.padded([(0, 0), (0, 0), (0, ph), (0, pw)])
+        return ph == 0 && pw == 0 ? x : x.padded([(0, pw), (0, ph)])  // F.pad order: last axis first
     }
 
     /// `x` cropped to (h, w) at the top left.

@@ -69,3 +69,20 @@ import MAFS
         #expect(withHead.parameterCount == plain.parameterCount + decoder)
     }
 }
+
+/// Sizes that are not multiples of 32 are padded inside and cropped back.
+@Suite struct MAFSInputSizeTests {
+    @Test func anySizeIsPaddedAndCropped() throws {
+        let net = try MAFSFixture.network("minimal", ["ir-head": .string("inn")])
+        let scope = Scope(net.initialState(seed: 1))
+        var rng = RandomGenerator(seed: 2)
+        let input = JointInput(infrared: Tensor.uniform([1, 1, 40, 70], using: &rng), visible: Tensor.uniform([1, 3, 40, 70], using: &rng))
+        let out = net.forward(input, scope)
+        #expect(out.fused.shape == [1, 1, 40, 70] && out.logits.shape == [1, 9, 40, 70])
+        #expect(out.auxiliary.values.allSatisfy { $0.shape[2] == 40 && $0.shape[3] == 70 })
+        let rec = net.reconstruct(input, scope)
+        #expect(rec.infrared.shape == [1, 1, 40, 70] && rec.visible.shape == [1, 1, 40, 70])
+        let exact = JointInput(infrared: input.infrared.sliced([0..<1, 0..<1, 0..<32, 0..<64]), visible: input.visible.sliced([0..<1, 0..<3, 0..<32, 0..<64]))
+        #expect(net.forward(exact, scope).fused.shape == [1, 1, 32, 64])
+    }
+}
