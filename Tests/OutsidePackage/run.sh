@@ -13,6 +13,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/fusekit-outside-XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 cp -R "$here/Template/." "$work/"
+mkdir -p "$work/Sources/embedding-example"
 # The library example, exactly as the README shows it.
 awk '/<!-- library-example -->/{found=1; next} found && /^```swift/{inside=1; next} inside && /^```/{exit} inside{print}' \
     "$repo/README.md" > "$work/Sources/embedding-example/main.swift"

@@ -5,6 +5,8 @@ import Foundation
 import PackageDescription
 
 let fusekit = ProcessInfo.processInfo.environment["FUSEKIT_PATH"] ?? "../FuseKit"
+// SwiftPM names a package dependency by path after its folder (a clone may have any name).
+let fusekitPackage = URL(fileURLWithPath: fusekit).standardizedFileURL.lastPathComponent
 
 let package = Package(
     name: "OutsideFuseKit",
@@ -12,9 +14,9 @@ let package = Package(
     dependencies: [.package(path: fusekit)],
     targets: [
         .executableTarget(name: "embedding-example", dependencies: [
-            .product(name: "FuseKit", package: "FuseKit"), .product(name: "RestormerFusion", package: "FuseKit")]),
-        .target(name: "ToyPlugin", dependencies: [.product(name: "FuseKit", package: "FuseKit")]),
+            .product(name: "FuseKit", package: fusekitPackage), .product(name: "RestormerFusion", package: fusekitPackage)]),
+        .target(name: "ToyPlugin", dependencies: [.product(name: "FuseKit", package: fusekitPackage)]),
         .executableTarget(name: "my-fusekit", dependencies: [
-            "ToyPlugin", .product(name: "FuseKitCLI", package: "FuseKit"), .product(name: "FuseKitPlugins", package: "FuseKit")]),
+            "ToyPlugin", .product(name: "FuseKitCLI", package: fusekitPackage), .product(name: "FuseKitPlugins", package: fusekitPackage)]),
     ]
 )
