@@ -1,5 +1,6 @@
 import Foundation
 import FuseKit
+import FuseKitPlugins
 import RestormerFusion
 import SegFormerTask
 import Testing
@@ -10,13 +11,8 @@ import YOLOTask
     static let recipes = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("recipes")
 
-    static func registry() -> PluginRegistry {
-        var registry = PluginRegistry()
-        RestormerFusionPlugin.register(in: &registry)
-        SegFormerTaskPlugin.register(in: &registry)
-        YOLOTaskPlugin.register(in: &registry)
-        return registry
-    }
+    /// FuseKit's plugins (every shipped recipe names one of them).
+    static func registry() -> PluginRegistry { StandardPlugins.registry() }
 
     static func build(_ recipe: Recipe) throws {
         _ = try TrainingSetup.makeModels(recipe: recipe, registry: registry())
