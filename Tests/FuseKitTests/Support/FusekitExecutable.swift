@@ -1,10 +1,8 @@
 import Foundation
 
-/// The built `fusekit` executable next to the test bundle, run as a child process.
+/// The built `fusekit` executable (``BuiltExecutable``) run as a child process.
 enum FusekitExecutable {
-    static var url: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fusekit")
-    }
+    static var url: URL { BuiltExecutable.fusekit }
 
     static var exists: Bool { FileManager.default.isExecutableFile(atPath: url.path) }
 
