@@ -9,8 +9,11 @@ let package = Package(
         .library(name: "RestormerFusion", targets: ["RestormerFusion"]),
         .library(name: "SegFormerTask", targets: ["SegFormerTask"]),
         .library(name: "YOLOTask", targets: ["YOLOTask"]),
+        .library(name: "MRFS", targets: ["MRFS"]),
+        .library(name: "MAFS", targets: ["MAFS"]),
         .library(name: "FuseKitPlugins", targets: ["FuseKitPlugins"]),
         .library(name: "FuseKitCLI", targets: ["FuseKitCLI"]),
+        .library(name: "FuseKitMPI", targets: ["FuseKitMPI"]),
         .executable(name: "fusekit", targets: ["fusekit"]),
     ],
     dependencies: [
@@ -22,6 +25,8 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        // MPI (Debian: libopenmpi-dev, openmpi-bin), for data-parallel training with mpirun or srun.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
         // Core, layered: tensor -> nn -> image/metrics -> framework -> CLI.
         .target(name: "CFuseKitKernels", dependencies: ["CBLAS"]),
@@ -39,12 +44,17 @@ let package = Package(
         .target(name: "RestormerFusion", dependencies: ["FuseKit"], path: "Plugins/RestormerFusion"),
         .target(name: "SegFormerTask", dependencies: ["FuseKit"], path: "Plugins/SegFormerTask"),
         .target(name: "YOLOTask", dependencies: ["FuseKit"], path: "Plugins/YOLOTask"),
+        .target(name: "MRFS", dependencies: ["FuseKit", "SegFormerTask"], path: "Plugins/MRFS"),
+        .target(name: "MAFS", dependencies: ["FuseKit"], path: "Plugins/MAFS"),
 
         // The command line: its commands as a library (no plugin names), the one file that registers
         // FuseKit's plugins, and the executable that joins them.
         .target(name: "FuseKitCLI", dependencies: ["FuseKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "FuseKitPlugins", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask"]),
-        .executableTarget(name: "fusekit", dependencies: ["FuseKitCLI", "FuseKitPlugins"]),
+        .target(name: "FuseKitPlugins", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask", "MRFS", "MAFS"]),
+        // MPI's collectives for data-parallel training (used by the executable, not by the library).
+        .target(name: "CFuseKitMPI", dependencies: ["CMPI"]),
+        .target(name: "FuseKitMPI", dependencies: ["FuseKitTensor", "CFuseKitMPI"]),
+        .executableTarget(name: "fusekit", dependencies: ["FuseKitCLI", "FuseKitPlugins", "FuseKitMPI"]),
 
         // What the plugins' parity tests share (whole-tensor comparisons, deterministic weights).
         .target(name: "ParityTestSupport", dependencies: ["FuseKitNN"], path: "Tests/ParityTestSupport"),
@@ -53,7 +63,9 @@ let package = Package(
         .testTarget(name: "FuseKitNNTests", dependencies: ["FuseKitNN"], exclude: ["Fixtures"]),
         .testTarget(name: "RestormerFusionTests", dependencies: ["RestormerFusion", "FuseKit"], exclude: ["Fixtures"]),
         .testTarget(name: "SegFormerTaskTests", dependencies: ["SegFormerTask", "FuseKit", "ParityTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "MAFSTests", dependencies: ["MAFS", "FuseKit", "FuseKitPlugins", "ParityTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "YOLOTaskTests", dependencies: ["YOLOTask", "FuseKit", "ParityTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "MRFSTests", dependencies: ["MRFS", "SegFormerTask", "FuseKit", "FuseKitPlugins", "ParityTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "FuseKitImageTests", dependencies: ["FuseKitImage"]),
         .testTarget(name: "FuseKitMetricsTests", dependencies: ["FuseKitMetrics", "FuseKitImage"]),
         .testTarget(name: "FuseKitDataTests", dependencies: ["FuseKitData", "FuseKitImage"]),

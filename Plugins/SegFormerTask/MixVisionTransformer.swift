@@ -18,19 +18,29 @@ public struct MixVisionTransformer: Layer {
     /// stochastic-depth rate `dropPathRate` · i / (n - 1), as the official code.
     public init(inputChannels: Int, embedDims: [Int], heads: [Int], depths: [Int], reductionRatios: [Int],
                 mlpRatio: Int, dropPathRate: Float, gelu: GELUForm) {
-        require(inputChannels >= 1, "MixVisionTransformer: input channels \(inputChannels) must be positive")
         require([embedDims, heads, depths, reductionRatios].allSatisfy { $0.count == 4 },
                 "MixVisionTransformer: embedDims, heads, depths and reductionRatios need four entries each")
+        self.init(inputChannels: inputChannels, embedDims: embedDims, heads: heads, reductionRatios: reductionRatios, mlpRatio: mlpRatio,
+                  dropPathRates: Self.dropPathRates(depths: depths, maxRate: dropPathRate), gelu: gelu)
+    }
+
+    /// An encoder whose stages have one block per entry of `dropPathRates[stage]`, with that
+    /// stochastic-depth rate. `namePrefix` goes before every child name (`extra_` names MRFS's
+    /// infrared stream `extra_patch_embed1`, `extra_block1`, `extra_norm1`, ...).
+    public init(inputChannels: Int, embedDims: [Int], heads: [Int], reductionRatios: [Int], mlpRatio: Int,
+                dropPathRates rates: [[Float]], gelu: GELUForm, namePrefix: String = "") {
+        require(inputChannels >= 1, "MixVisionTransformer: input channels \(inputChannels) must be positive")
+        require([embedDims, heads, reductionRatios].allSatisfy { $0.count == 4 } && rates.count == 4,
+                "MixVisionTransformer: embedDims, heads, depths and reductionRatios need four entries each")
         self.inputChannels = inputChannels
-        let rates = Self.dropPathRates(depths: depths, maxRate: dropPathRate)
         func stage(_ i: Int) -> (Child<OverlapPatchEmbedding>, Child<ModuleList<MixTransformerBlock>>, Child<ChannelLayerNorm>) {
             let embedding = OverlapPatchEmbedding(stage: i, inChannels: i == 0 ? inputChannels : embedDims[i - 1], embedDim: embedDims[i])
             let blocks = rates[i].map { rate in
                 MixTransformerBlock(dim: embedDims[i], heads: heads[i], reduction: reductionRatios[i], mlpRatio: mlpRatio,
                                     dropPathRate: rate, gelu: gelu)
             }
-            return (Child("patch_embed\(i + 1)", embedding), Child("block\(i + 1)", ModuleList(blocks)),
-                    Child("norm\(i + 1)", ChannelLayerNorm(embedDims[i], eps: 1e-6)))
+            return (Child("\(namePrefix)patch_embed\(i + 1)", embedding), Child("\(namePrefix)block\(i + 1)", ModuleList(blocks)),
+                    Child("\(namePrefix)norm\(i + 1)", ChannelLayerNorm(embedDims[i], eps: 1e-6)))
         }
         (patchEmbed1, block1, norm1) = stage(0)
         (patchEmbed2, block2, norm2) = stage(1)
@@ -63,10 +73,17 @@ public struct MixVisionTransformer: Layer {
                 "MixVisionTransformer: input must be [B, \(inputChannels), H, W], got \(Shape.describe(x.shape))")
         var features: [Tensor] = []
         var y = x
-        for stage in stages {
-            y = stage.norm(stage.blocks(stage.embedding(y, p), p), p)
+        for index in stages.indices {
+            y = stage(index, y, p)
             features.append(y)
         }
         return features
+    }
+
+    /// Stage `index` (0-based) alone: embedding, blocks and norm of `x` (the images for the
+    /// first stage, the previous stage's output after), in the encoder's own scope `p`.
+    public func stage(_ index: Int, _ x: Tensor, _ p: Scope) -> Tensor {
+        let stage = stages[index]
+        return stage.norm(stage.blocks(stage.embedding(x, p), p), p)
     }
 }

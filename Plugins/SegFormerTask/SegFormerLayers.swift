@@ -184,10 +184,18 @@ public struct OverlapPatchEmbedding: UnaryModule {
 /// `reduction` stride convolution and a LayerNorm (eps 1e-5) when `reduction > 1`. The official
 /// module works on tokens [B, N, C]; this one computes the same function on [B, C, H, W] without
 /// transposes. Names: `q`, `kv`, `proj`, `sr`, `norm` (official; `kv` stacks keys then values).
+///
+/// MRFS's PC-Att builds its self- and cross-attention from the same module: without q/kv biases,
+/// with the queries' input added before the projection (`proj(attention + x)`), and for the cross
+/// attention named `q1`/`kv2`, with keys and values from a second map
+/// (``callAsFunction(_:keysFrom:_:)``).
 public struct SpatialReductionAttention: UnaryModule {
     public let dim: Int
     public let heads: Int
     public let reduction: Int
+    /// Whether the queries' input is added to the attention output before the projection
+    /// (MRFS's PC-Att: `proj(attention + x)`) instead of leaving the residual to the caller.
+    public let addsInputBeforeProjection: Bool
     public let q: Child<ChannelLinear>
     public let kv: Child<ChannelLinear>
     public let proj: Child<ChannelLinear>
@@ -195,15 +203,18 @@ public struct SpatialReductionAttention: UnaryModule {
     public let norm: Child<ChannelLayerNorm>?
 
     /// Attention over `dim` channels with `heads` heads and spatial-reduction ratio `reduction`;
-    /// `qkvBias` as the official `qkv_bias` (true in SegFormer).
-    public init(dim: Int, heads: Int, reduction: Int, qkvBias: Bool = true) {
+    /// `qkvBias` as the official `qkv_bias` (true in SegFormer). `queryName` and `keyValueName`
+    /// name the query and key-value layers (`q`, `kv`; MRFS's cross attention: `q1`, `kv2`).
+    public init(dim: Int, heads: Int, reduction: Int, qkvBias: Bool = true, addsInputBeforeProjection: Bool = false,
+                queryName: String = "q", keyValueName: String = "kv") {
         require(heads > 0 && dim % heads == 0, "SpatialReductionAttention: dim \(dim) is not divisible by \(heads) heads")
         require(reduction >= 1, "SpatialReductionAttention: reduction ratio \(reduction) must be at least 1")
         self.dim = dim
         self.heads = heads
         self.reduction = reduction
-        q = Child("q", .mit(dim, dim, bias: qkvBias))
-        kv = Child("kv", .mit(dim, 2 * dim, bias: qkvBias))
+        self.addsInputBeforeProjection = addsInputBeforeProjection
+        q = Child(queryName, .mit(dim, dim, bias: qkvBias))
+        kv = Child(keyValueName, .mit(dim, 2 * dim, bias: qkvBias))
         proj = Child("proj", .mit(dim, dim))
         sr = reduction > 1 ? Child("sr", MiTConv2d(dim, dim, kernelSize: reduction, stride: reduction, padding: 0)) : nil
         norm = reduction > 1 ? Child("norm", ChannelLayerNorm(dim, eps: 1e-5)) : nil
@@ -211,21 +222,30 @@ public struct SpatialReductionAttention: UnaryModule {
 
     /// Self-attention of the pixels of `x` [B, dim, H, W]; the result has the same shape.
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
+        self(x, keysFrom: x, p)
+    }
+
+    /// Attention of the pixels of `x` [B, dim, H, W] (the queries) over the pixels of `source`
+    /// [B, dim, H', W'] (the keys and values, after the spatial reduction); the result has the
+    /// shape of `x`.
+    public func callAsFunction(_ x: Tensor, keysFrom source: Tensor, _ p: Scope) -> Tensor {
         require(x.rank == 4 && x.shape[1] == dim, "SpatialReductionAttention: input \(Shape.describe(x.shape)) does not have \(dim) channels")
-        let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        require(source.rank == 4 && source.shape[0] == x.shape[0] && source.shape[1] == dim,
+                "SpatialReductionAttention: keys from \(Shape.describe(source.shape)) do not match queries \(Shape.describe(x.shape))")
         let d = dim / heads
         // The 1/√d scale of the scores is applied to q's weight and bias (tiny) instead of the
         // N·M scores: the same product, without a pass over a large tensor.
         let queries = q(x, p, scale: 1 / Float(d).squareRoot())
-        let source = reduced(x, p)
+        let reducedSource = reduced(source, p)
         // Keys and values from the two halves of the kv weight: no copy of the activations.
-        let keys = kv(source, p, outputs: 0..<dim), values = kv(source, p, outputs: dim..<(2 * dim))
+        let keys = kv(reducedSource, p, outputs: 0..<dim), values = kv(reducedSource, p, outputs: dim..<(2 * dim))
         let mixed = Self.attention(queries: queries, keys: keys, values: values, heads: heads)
-        return proj(mixed.reshaped([b, dim, h, w]), p)
+        return proj(addsInputBeforeProjection ? mixed + x : mixed, p)
     }
 
     /// The source of the keys and values: `x` reduced by the `sr` convolution and `norm` when
-    /// the reduction ratio is above 1, else `x` itself.
+    /// the reduction ratio is above 1, else `x` itself. The convolution has no padding: rows and
+    /// columns beyond the last whole `reduction` x `reduction` window are dropped, as officially.
     public func reduced(_ x: Tensor, _ p: Scope) -> Tensor {
         guard let sr, let norm else { return x }
         require(x.shape[2] >= reduction && x.shape[3] >= reduction,
@@ -245,6 +265,14 @@ public struct SpatialReductionAttention: UnaryModule {
         // scores[n, m] = q[:, n] · k[:, m]; out[:, n] = Σ_m attention[n, m] v[:, m].
         let attention = Tensor.matmul(q, k, transposeA: true).softmax(axis: -1)
         return Tensor.matmul(v, attention, transposeB: true).reshaped(queries.shape)
+    }
+}
+
+extension Child where M == SpatialReductionAttention {
+    /// Attention of `x` over the keys and values of `source`; see
+    /// ``SpatialReductionAttention/callAsFunction(_:keysFrom:_:)``.
+    public func callAsFunction(_ x: Tensor, keysFrom source: Tensor, _ p: Scope) -> Tensor {
+        run(in: p) { attention, scope in attention(x, keysFrom: source, scope) }
     }
 }
 

@@ -20,10 +20,11 @@ public struct ConvBNSiLU: UnaryModule {
     public var outChannels: Int { conv.outChannels }
 
     /// In training mode the BatchNorm and the SiLU run as one fused operation (same values and
-    /// running-statistics updates as `BatchNorm2d` followed by `silu()`).
+    /// running-statistics updates as `BatchNorm2d` followed by `silu()`), unless the statistics
+    /// are synchronised over the ranks of a data-parallel run.
     public func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
         let z = conv(x, p)
-        guard p.isTraining else { return norm(z, p).silu() }
+        guard p.isTraining, p.context.synchronizedBatchNorm == nil else { return norm(z, p).silu() }
         return norm.run(in: p) { bn, scope in BatchNormSiLU.training(z, bn, scope) }
     }
 }

@@ -24,6 +24,10 @@ public struct BatchOptions: Sendable, Equatable {
     /// crop is centred in zero padding (labels 255), marked in ``TrainingBatch/validMask``.
     /// Empty: no scaling, one crop offset per batch.
     public var scales: [Double] = []
+    /// This rank's part of every batch in a data-parallel run: of each batch of `batchSize`
+    /// samples (drawn and augmented as without sharding), the `count`-th part number `index`.
+    /// `batchSize` must be a multiple of `count`.
+    public var shard: (index: Int, count: Int) = (0, 1)
     /// Shuffle the sample order every epoch.
     public var shuffle: Bool
     /// Drop the last, incomplete batch of an epoch.
@@ -52,7 +56,7 @@ public struct BatchOptions: Sendable, Equatable {
         lhs.batchSize == rhs.batchSize && lhs.cropSize?.width == rhs.cropSize?.width && lhs.cropSize?.height == rhs.cropSize?.height
             && lhs.randomFlips == rhs.randomFlips && lhs.randomRotations == rhs.randomRotations && lhs.modalitySwap == rhs.modalitySwap
             && lhs.includeColorVisible == rhs.includeColorVisible && lhs.shuffle == rhs.shuffle && lhs.dropLast == rhs.dropLast
-            && lhs.seed == rhs.seed && lhs.scales == rhs.scales
+            && lhs.seed == rhs.seed && lhs.scales == rhs.scales && lhs.shard == rhs.shard
     }
 }
 
@@ -163,6 +167,9 @@ public struct TrainingBatch: Sendable {
     public var isSwapped: [Bool]
     /// The augmentation applied to each item.
     public var augmentations: [SampleAugmentation]
+    /// Each item's position in the whole batch (with its swapped half) that the ranks of a
+    /// data-parallel run share; 0 ..< count in a single process.
+    public var positions: [Int]
 
     /// Items in the batch.
     public var count: Int { names.count }
@@ -226,30 +233,35 @@ public struct BatchLoader: Sendable {
     }
 
     func makeBatch(indices: [Int], epoch: Int, index: Int) throws -> TrainingBatch {
-        let samples = try indices.map { try source.sample(at: $0, includeColor: options.includeColorVisible) }
+        // Every rank draws the whole batch's augmentations in the same order; each loads only
+        // the samples of its shard.
+        let slots = try indices.map { try source.dimensions(at: $0) }
+        let (part, parts) = options.shard
+        let mine = (slots.count * part / parts)..<(slots.count * (part + 1) / parts)
+        func load(_ position: Int) throws -> PairedSample { try source.sample(at: indices[position], includeColor: options.includeColorVisible) }
         var random = RandomGenerator(seed: Self.mix(options.seed, UInt64(bitPattern: Int64(epoch)), UInt64(index), 0x4241_5443))
 
         if !options.scales.isEmpty, let crop = options.cropSize {
-            return try makeScaledBatch(samples, crop: crop, random: &random)
+            return try makeScaledBatch(slots, mine: mine, load: load, crop: crop, random: &random)
         }
         // One crop offset for the whole batch.
         var cropRect: (x: Int, y: Int, width: Int, height: Int)?
         if let crop = options.cropSize {
-            let minWidth = samples.map(\.width).min()!, minHeight = samples.map(\.height).min()!
-            if let small = samples.first(where: { $0.width < crop.width || $0.height < crop.height }) {
+            let minWidth = slots.map(\.width).min()!, minHeight = slots.map(\.height).min()!
+            if let small = slots.first(where: { $0.width < crop.width || $0.height < crop.height }) {
                 throw DatasetError.batchMismatch("pair '\(small.name)' is \(small.width)x\(small.height), smaller than the \(crop.width)x\(crop.height) crop")
             }
             cropRect = (random.nextInt(below: minWidth - crop.width + 1), random.nextInt(below: minHeight - crop.height + 1),
                         crop.width, crop.height)
-        } else if let first = samples.first, let other = samples.first(where: { $0.width != first.width || $0.height != first.height }) {
+        } else if let first = slots.first, let other = slots.first(where: { $0.width != first.width || $0.height != first.height }) {
             throw DatasetError.batchMismatch("pairs '\(first.name)' (\(first.width)x\(first.height)) and '\(other.name)' "
                                              + "(\(other.width)x\(other.height)) differ in size; set a crop size to batch them")
         }
-        let outWidth = cropRect?.width ?? samples[0].width, outHeight = cropRect?.height ?? samples[0].height
+        let outWidth = cropRect?.width ?? slots[0].width, outHeight = cropRect?.height ?? slots[0].height
 
         var augmented: [PairedSample] = []
         var augmentations: [SampleAugmentation] = []
-        for sample in samples {
+        for position in slots.indices {
             var augmentation = SampleAugmentation(crop: cropRect)
             if options.randomFlips {
                 augmentation.flipHorizontally = random.nextInt(below: 2) == 1
@@ -258,6 +270,8 @@ public struct BatchLoader: Sendable {
             if options.randomRotations {
                 augmentation.quarterTurns = outWidth == outHeight ? random.nextInt(below: 4) : 2 * random.nextInt(below: 2)
             }
+            guard mine.contains(position) else { continue }
+            let sample = try load(position)
             augmentations.append(augmentation)
             var out = sample
             out.infrared = augmentation.apply(to: sample.infrared)
@@ -268,20 +282,32 @@ public struct BatchLoader: Sendable {
             augmented.append(out)
         }
 
-        return try assemble(augmented, augmentations: augmentations, valid: nil, width: outWidth, height: outHeight)
+        return try assemble(augmented, augmentations: augmentations, valid: nil, width: outWidth, height: outHeight,
+                            positions: mine, of: slots.count)
     }
 
     /// Batches with scale augmentation: per sample, a random scale, then a random crop offset
     /// (zero padding where the crop is larger than the scaled image), then the flips and turns.
-    func makeScaledBatch(_ samples: [PairedSample], crop: (width: Int, height: Int), random: inout RandomGenerator) throws -> TrainingBatch {
+    func makeScaledBatch(_ slots: [(name: String, width: Int, height: Int)], mine: Range<Int>, load: (Int) throws -> PairedSample,
+                         crop: (width: Int, height: Int), random: inout RandomGenerator) throws -> TrainingBatch {
         var augmented: [PairedSample] = [], augmentations: [SampleAugmentation] = [], valid: [Image] = []
-        for sample in samples {
+        for (position, slot) in slots.enumerated() {
             let scale = options.scales[random.nextInt(below: options.scales.count)]
-            let w = Swift.max(1, Int((Double(sample.width) * scale).rounded())), h = Swift.max(1, Int((Double(sample.height) * scale).rounded()))
+            let w = Swift.max(1, Int((Double(slot.width) * scale).rounded())), h = Swift.max(1, Int((Double(slot.height) * scale).rounded()))
             // A random window where the scaled image is larger than the crop, else the image
             // centred in zero padding (MRFS's TrainPre: pad // 2 before, the rest after).
             let x = w > crop.width ? random.nextInt(below: w - crop.width + 1) : -((crop.width - w) / 2)
             let y = h > crop.height ? random.nextInt(below: h - crop.height + 1) : -((crop.height - h) / 2)
+            var augmentation = SampleAugmentation(crop: nil)
+            if options.randomFlips {
+                augmentation.flipHorizontally = random.nextInt(below: 2) == 1
+                augmentation.flipVertically = random.nextInt(below: 2) == 1
+            }
+            if options.randomRotations {
+                augmentation.quarterTurns = crop.width == crop.height ? random.nextInt(below: 4) : 2 * random.nextInt(below: 2)
+            }
+            guard mine.contains(position) else { continue }
+            let sample = try load(position)
             func window(_ image: Image) -> Image {
                 image.resized(width: w, height: h).cropped(x: x, y: y, width: crop.width, height: crop.height, padding: 0)
             }
@@ -294,14 +320,6 @@ public struct BatchLoader: Sendable {
             }
             out.boxes = SampleAugmentation(crop: (x, y, crop.width, crop.height)).apply(to: sample.boxes, imageWidth: w, imageHeight: h)
             var mask = Image(width: w, height: h, channels: 1, repeating: 1).cropped(x: x, y: y, width: crop.width, height: crop.height, padding: 0)
-            var augmentation = SampleAugmentation(crop: nil)
-            if options.randomFlips {
-                augmentation.flipHorizontally = random.nextInt(below: 2) == 1
-                augmentation.flipVertically = random.nextInt(below: 2) == 1
-            }
-            if options.randomRotations {
-                augmentation.quarterTurns = crop.width == crop.height ? random.nextInt(below: 4) : 2 * random.nextInt(below: 2)
-            }
             out.infrared = augmentation.apply(to: out.infrared)
             out.visible = augmentation.apply(to: out.visible)
             out.visibleColor = out.visibleColor.map { augmentation.apply(to: $0) }
@@ -314,12 +332,15 @@ public struct BatchLoader: Sendable {
             augmentations.append(augmentation)
             valid.append(mask)
         }
-        return try assemble(augmented, augmentations: augmentations, valid: valid, width: crop.width, height: crop.height)
+        return try assemble(augmented, augmentations: augmentations, valid: valid, width: crop.width, height: crop.height,
+                            positions: mine, of: slots.count)
     }
 
-    /// The batch tensors of augmented samples (doubled with the modalities swapped when asked).
+    /// The batch tensors of augmented samples (doubled with the modalities swapped when asked);
+    /// they are the samples at `positions` of a whole batch of `total`.
     func assemble(_ augmented: [PairedSample], augmentations: [SampleAugmentation], valid: [Image]?,
-                  width outWidth: Int, height outHeight: Int) throws -> TrainingBatch {
+                  width outWidth: Int, height outHeight: Int, positions: Range<Int>, of total: Int) throws -> TrainingBatch {
+        var itemPositions = Array(positions)
         var augmentations = augmentations
         let withMasks = augmented.filter { $0.segmentation != nil }.count
         guard withMasks == 0 || withMasks == augmented.count else {
@@ -345,6 +366,7 @@ public struct BatchLoader: Sendable {
             swapped += [Bool](repeating: true, count: augmented.count)
             augmentations += augmentations
             valid = valid.map { $0 + $0 }
+            itemPositions += positions.map { $0 + total }
         }
 
         var labelTensor: Tensor?
@@ -360,7 +382,7 @@ public struct BatchLoader: Sendable {
         return TrainingBatch(names: names, infrared: Image.batchTensor(infrared), visible: Image.batchTensor(visible),
                              visibleColor: color.isEmpty ? nil : Image.batchTensor(color), validMask: valid.map(Image.batchTensor),
                              segmentation: labelTensor,
-                             boxes: boxes, isSwapped: swapped, augmentations: augmentations)
+                             boxes: boxes, isSwapped: swapped, augmentations: augmentations, positions: itemPositions)
     }
 }
 

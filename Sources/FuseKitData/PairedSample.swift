@@ -42,6 +42,16 @@ public protocol PairedSampleSource: Sendable {
     var count: Int { get }
     /// Loads sample `index`; `includeColor` asks for the colour visible image too.
     func sample(at index: Int, includeColor: Bool) throws -> PairedSample
+    /// The name and size of sample `index`, without decoding it where the source can (a data-
+    /// parallel rank draws a whole batch's crops but decodes only its own samples).
+    func dimensions(at index: Int) throws -> (name: String, width: Int, height: Int)
+}
+
+extension PairedSampleSource {
+    public func dimensions(at index: Int) throws -> (name: String, width: Int, height: Int) {
+        let sample = try sample(at: index, includeColor: false)
+        return (sample.name, sample.width, sample.height)
+    }
 }
 
 /// Samples held in memory.
@@ -54,6 +64,10 @@ public struct InMemorySamples: PairedSampleSource {
 
     /// Number of samples.
     public var count: Int { samples.count }
+
+    public func dimensions(at index: Int) throws -> (name: String, width: Int, height: Int) {
+        (samples[index].name, samples[index].width, samples[index].height)
+    }
 
     /// Sample `index`; with `includeColor`, a gray visible image is repeated into three channels
     /// when the sample has no colour image.
@@ -68,6 +82,17 @@ public struct InMemorySamples: PairedSampleSource {
 }
 
 extension PairedDataset: PairedSampleSource {
+    /// The pair's name and size from the infrared image's header.
+    public func dimensions(at index: Int) throws -> (name: String, width: Int, height: Int) {
+        let pair = pairs[index]
+        do {
+            let size = try Image.dimensions(ofFileAt: pair.infrared)
+            return (pair.name, size.width, size.height)
+        } catch {
+            throw DatasetError.sampleFailed(name: pair.name, message: error.description)
+        }
+    }
+
     /// Loads pair `index`: gray sources, optional colour visible image, mask and boxes.
     ///
     /// - Throws: ``DatasetError/sampleFailed(name:message:)`` naming the files for an unreadable
@@ -95,10 +120,13 @@ extension PairedDataset: PairedSampleSource {
             var boxes: [BoundingBox] = []
             if let url = pair.boxes {
                 switch boxFormat ?? (url.pathExtension.lowercased() == "xml" ? .voc : .yolo) {
-                case .yolo: boxes = try YOLOLabels.readBoxes(url)
+                case .yolo: boxes = try YOLOLabels.readBoxes(url, classCount: boxClassCount)
                 case .voc:
                     boxes = try VOCAnnotation.read(url, classNames: vocClassNames,
                                                    imageSize: (infraredImage.width, infraredImage.height)).boxes
+                    if let boxClassCount, let box = boxes.first(where: { $0.classIndex >= boxClassCount }) {
+                        throw LabelFileError(path: url.path, reason: "class '\(vocClassNames[box.classIndex])' (index \(box.classIndex)) is out of range for \(boxClassCount) classes")
+                    }
                 }
             }
             var color: Image?

@@ -1,4 +1,6 @@
 import FuseKit
+import MAFS
+import MRFS
 import RestormerFusion
 import SegFormerTask
 import YOLOTask
@@ -12,6 +14,8 @@ public enum StandardPlugins {
         RestormerFusionPlugin.register(in: &registry)
         SegFormerTaskPlugin.register(in: &registry)
         YOLOTaskPlugin.register(in: &registry)
+        MRFSPlugin.register(in: &registry)
+        MAFSPlugin.register(in: &registry)
         registry.defaults = PluginRegistry.Defaults(fusion: "restormer-fusion", lossGenerator: "restormer-lpn",
                                                     smallTask: "tiny-conv-seg", segmentationTask: "segformer")
     }

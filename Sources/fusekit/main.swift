@@ -1,4 +1,5 @@
 import FuseKitCLI
+import FuseKitMPI
 import FuseKitPlugins
 
-FuseKitCommandLine.main(registry: StandardPlugins.registry())
+FuseKitCommandLine.main(registry: StandardPlugins.registry(), ranks: { MPICollective.launched() })

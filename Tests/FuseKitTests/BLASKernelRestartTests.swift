@@ -9,9 +9,7 @@ import Testing
 /// simulated: FUSEKIT_BLAS_TREAT_CORETYPE_AS_DETECTED=1 makes FuseKit take OPENBLAS_CORETYPE=Prescott
 /// for OpenBLAS's own choice. The probes, the restart and the kernel OpenBLAS then loads are real.
 @Suite struct BLASKernelRestartTests {
-    static var executable: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fusekit")
-    }
+    static var executable: URL { BuiltExecutable.fusekit }
 
     static func run(_ arguments: [String], environment: [String: String]) throws -> String {
         let process = Process()

@@ -26,8 +26,10 @@ echo "outside package: building in $work (FuseKit at $repo)"
 (cd "$work" && FUSEKIT_PATH="$repo" swift build 2>&1 | tail -n 3)
 bin="$(cd "$work" && FUSEKIT_PATH="$repo" swift build --show-bin-path)"
 
-"$bin/my-fusekit" plugins | grep -q '^mix-fusion (fusion): a two-layer mix of the sources'
-"$bin/my-fusekit" plugins | grep -q '^restormer-fusion (fusion)'
+# (Through a file: `grep -q` stops reading early, and the writer's SIGPIPE would fail the pipeline.)
+"$bin/my-fusekit" plugins > "$work/plugins.txt"
+grep -q '^mix-fusion (fusion): a two-layer mix of the sources' "$work/plugins.txt"
+grep -q '^restormer-fusion (fusion)' "$work/plugins.txt"
 "$bin/my-fusekit" gradcheck --plugin mix-fusion
 "$bin/my-fusekit" train "$here/toy-recipe.yaml" --out "$work/run"
 test -s "$work/run/metrics.json"

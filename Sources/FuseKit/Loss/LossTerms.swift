@@ -61,7 +61,8 @@ public enum TeacherInput: String, Sendable, Codable, ParameterChoice {
 }
 
 /// The fusion targets: the sources, optionally enhanced (MRFS's weak-information recovery):
-/// R_v = clamp(V^gamma, 0, 1), R_i = clamp(c I + (1 - c) mean(gray(I)), 0, 1) per sample.
+/// R_v = clamp(V^gamma, 0, 1), R_i = clamp(c I + (1 - c) mean(gray(I)), 0, 1) per sample, gray
+/// with torchvision's weights (0.2989, 0.587, 0.114; their sum 0.9999 for a one-channel I).
 public struct FusionTargets: Sendable {
     /// The enhanced infrared [B, 1, H, W] and visible [B, C, H, W] targets.
     public var infrared: Tensor
@@ -74,7 +75,13 @@ public struct FusionTargets: Sendable {
             self.infrared = infrared
         } else {
             self.infrared = withoutGradient {
-                let mean = infrared.detached().mean(axes: [1, 2, 3], keepDims: true)
+                // torchvision's adjust_contrast: the mean of 0.2989 R + 0.587 G + 0.114 B of the
+                // infrared image in three channels (each the same one for a gray image).
+                let source = infrared.detached()
+                let gray = source.shape[1] == 3
+                    ? (source.sliced(axis: 1, 0..<1) * 0.2989 + source.sliced(axis: 1, 1..<2) * 0.587 + source.sliced(axis: 1, 2..<3) * 0.114)
+                    : source.mean(axes: [1], keepDims: true) * (0.2989 + 0.587 + 0.114)
+                let mean = gray.mean(axes: [1, 2, 3], keepDims: true)
                 return (infrared.detached() * infraredContrast + mean * (1 - infraredContrast)).clamped(min: 0, max: 1)
             }
         }

@@ -82,12 +82,24 @@ struct SobelMaxTerm: LossTerm {
         let fused = batch.maskedFused()
         let (ir, vis) = batch.targets.matching(channels: fused.shape[1])
         var f = sobelPerChannel(fused), a = sobelPerChannel(ir), b = sobelPerChannel(vis)
-        if configuration.form == .absolute { (f, a, b) = (f.abs(), a.abs(), b.abs()) }
+        switch configuration.form {
+        case .absolute: (f, a, b) = (f.abs(), a.abs(), b.abs())
+        // MRFS's y kernel is [[1, 2, 1], [0, 0, 0], [-1, -2, -1]], the negative of FusionLoss's, and
+        // with signed responses the sign decides which target is the larger.
+        case .signed: (f, a, b) = (Self.officialYSign(f), Self.officialYSign(a), Self.officialYSign(b))
+        }
         let target = withoutGradient { Tensor.maximum(a.detached(), b.detached()) }
         let c = fused.shape[1]
         let difference = (f - target).abs().reshaped([fused.shape[0], c, 2, fused.shape[2] * fused.shape[3]])
         let perDirection = difference.mean(axes: [0, 1, 3])  // [2]: x, y
         return configuration.combine == .mean ? perDirection.mean() : perDirection.sum()
+    }
+
+    /// Responses [B, 2C, H, W] (x then y per channel) with the y ones negated.
+    static func officialYSign(_ s: Tensor) -> Tensor {
+        let (b, c2, h, w) = (s.shape[0], s.shape[1], s.shape[2], s.shape[3])
+        let pairs = s.reshaped([b, c2 / 2, 2, h * w])
+        return Tensor.concat([pairs.sliced(axis: 2, 0..<1), -pairs.sliced(axis: 2, 1..<2)], axis: 2).reshaped([b, c2, h, w])
     }
 }
 

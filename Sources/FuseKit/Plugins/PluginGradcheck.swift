@@ -91,7 +91,9 @@ public enum PluginGradcheck {
         let fusionNet = f.gradcheck.makeModule() as! any FusionNet
         let generator = g.gradcheck.makeModule() as! any LossGenerator
         let taskNet = t.gradcheck.makeModule() as! any TaskNet
-        let (h, w) = t.gradcheck.inputSize
+        // An input both the fusion net's and the task net's small configurations take.
+        let (h, w) = (Swift.max(t.gradcheck.inputSize.height, f.gradcheck.inputSize.height),
+                      Swift.max(t.gradcheck.inputSize.width, f.gradcheck.inputSize.width))
         var taskState = taskNet.initialState(seed: 3)
         // A larger T and inner step make the meta objective depend visibly on θ_G at Float32
         // precision (the identity holds for any η).

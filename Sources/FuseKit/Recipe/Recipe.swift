@@ -2,6 +2,7 @@ import Foundation
 import FuseKitData
 import FuseKitMetrics
 import FuseKitNN
+import FuseKitTensor
 
 /// A training recipe, decoded from YAML: the data, the models by role (each a plugin with its
 /// parameters), and one or more stages, each training some models with a strategy (TDFusion's
@@ -24,6 +25,8 @@ public struct Recipe: Sendable {
     public var stages: [StageSettings]
     /// Evaluation at the end of training.
     public var evaluation: EvaluationSettings
+    /// How a data-parallel run (`mpirun -np N fusekit train`) shares the work.
+    public var distributed = DistributedSettings()
     /// The file it was read from (for messages).
     public var file: String
 
@@ -256,6 +259,15 @@ public struct FusionLossSettings: Sendable {
     public var form: FusionLoss.IntensityForm
     /// Learned weights w = G(x), or fixed w = 1/2 (ablation I: no loss generator, no meta steps).
     public var weights: Weights
+}
+
+/// How the ranks of a data-parallel run share the work (ignored by a single process). The data's
+/// `batch-size` is the global batch, split evenly over the ranks.
+public struct DistributedSettings: Sendable, Equatable {
+    /// BatchNorm statistics per rank (PyTorch DDP's default) or over the global batch (SyncBN).
+    public var batchNorm: DataParallelism.BatchNormStatistics = .perRank
+    /// Gradients are averaged in buckets of about this many bytes, one allreduce each.
+    public var bucketBytes = GradientAverager.defaultBucketBytes
 }
 
 /// What to evaluate at the end of training.

@@ -2,6 +2,7 @@ import Foundation
 import FuseKitData
 import FuseKitMetrics
 import FuseKitNN
+import FuseKitTensor
 import Yams
 
 extension Recipe {
@@ -32,7 +33,7 @@ extension Recipe {
         }
         let topNode = RecipeNode(node: root, path: "", file: file)
         let top = try topNode.mapping(allowed: ["name", "seed", "data", "models"] + topLevelRoles.map(\.rawValue)
-                                      + ["fusion-loss", "training", "stages", "evaluation"])
+                                      + ["fusion-loss", "training", "stages", "evaluation", "distributed"])
         guard let data = top["data"] else { throw RecipeError(file: file, line: root.mark?.line, "missing required key 'data'") }
 
         var models: [ModelSettings] = []
@@ -63,11 +64,12 @@ extension Recipe {
             let node = top["training"] ?? RecipeNode(node: .mapping(Node.Mapping([], .implicit, .block, root.mark)), path: "training", file: file)
             stages.append(try parseStage(node, defaultName: "training", models: models, fusionLoss: top["fusion-loss"]))
         }
-        let recipe = Recipe(
+        var recipe = Recipe(
             name: try top["name"]?.string() ?? URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent,
             seed: try top["seed"]?.seed() ?? 0,
             data: try parseData(data), models: models, stages: stages,
             evaluation: try parseEvaluation(top["evaluation"]), file: file)
+        recipe.distributed = try parseDistributed(top["distributed"])
         try recipe.validateWeightsFlow()
         return recipe
     }
@@ -335,6 +337,17 @@ extension Recipe {
         return FusionLossSettings(alpha: try m["alpha"]?.double(in: 0...(.greatestFiniteMagnitude)) ?? 1,
                                   form: FusionLoss.IntensityForm(rawValue: try m["form"]?.choice(["paper", "squared-weights"]) ?? "paper")!,
                                   weights: FusionLossSettings.Weights(rawValue: try m["weights"]?.choice(["learned", "fixed"]) ?? "learned")!)
+    }
+
+    static func parseDistributed(_ node: RecipeNode?) throws -> DistributedSettings {
+        var settings = DistributedSettings()
+        guard let node else { return settings }
+        let m = try node.mapping(allowed: ["batch-norm", "bucket-mib"])
+        if let choice = m["batch-norm"] {
+            settings.batchNorm = DataParallelism.BatchNormStatistics(rawValue: try choice.choice(DataParallelism.BatchNormStatistics.allCases.map(\.rawValue)))!
+        }
+        if let mib = m["bucket-mib"] { settings.bucketBytes = Int(try mib.double(in: 0.001...(.greatestFiniteMagnitude)) * 1_048_576) }
+        return settings
     }
 
     static func parseEvaluation(_ node: RecipeNode?) throws -> EvaluationSettings {

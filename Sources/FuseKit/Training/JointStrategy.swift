@@ -75,11 +75,12 @@ struct JointStrategy: TrainingStrategy {
             let (total, weights) = stage.weighting.combine(groups, history: frozen.lossHistory, logVariances: logVariances)
             return (total, auxiliary: (termValues.mapValues { Double($0.item) }, groups.mapValues { Double($0.item) }, weights))
         }
-        let (termValues, groupValues, weights) = result
-        for (name, value) in termValues { try env.checkFinite(value, "the loss term '\(name)'", step) }
+        let (localTerms, localGroups, weights) = result
+        let termValues = try env.agreed(localTerms, step) { "the loss term '\($0)'" }
+        let groupValues = try env.agreed(localGroups, step) { "the loss of group '\($0)'" }
         let split = RoleParameters.split(gradient)
         for (i, entry) in trained.enumerated() {
-            env.update(entry.role, entry.model, &state, gradient: split[entry.role]!, learningRate: rates[i])
+            env.update(entry.role, entry.model, &state, gradient: env.averaged(split[entry.role]!, of: entry.model), learningRate: rates[i])
             state.models[entry.role]!.absorb(contexts[i])
         }
         state.lossHistory = Array((state.lossHistory + [groupValues]).suffix(2))

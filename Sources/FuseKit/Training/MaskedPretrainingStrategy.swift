@@ -102,8 +102,12 @@ struct MaskedPretrainingStrategy: TrainingStrategy {
         guard h % masks.grid == 0 && w % masks.grid == 0 else {
             throw TrainingError.data("stage '\(stage.name)': crops of \(h)x\(w) are not a multiple of the \(masks.grid)x\(masks.grid) mask grid")
         }
+        // The masks of the whole batch the ranks share, of which this rank keeps its items'.
         var rng = RandomStream.masks.generator(env.seed, step: env.position.globalStep)
-        let keep = masks.masks(batch: b, height: h, width: w, visibleChannels: visible.shape[1], using: &rng)
+        let global = masks.masks(batch: b * env.parallel.ranks, height: h, width: w, visibleChannels: visible.shape[1], using: &rng)
+        func mine(_ whole: Tensor) -> Tensor { env.parallel.items(of: whole, at: batch.positions) }
+        let keep = (infrared: mine(global.infrared), visible: mine(global.visible),
+                    noise: (infrared: mine(global.noise.infrared), visible: mine(global.noise.visible)))
         let maskedInfrared = batch.infrared * keep.infrared + keep.noise.infrared * (1 - keep.infrared)
         let maskedVisible = visible * keep.visible + keep.noise.visible * (1 - keep.visible)
         let rates = trained.map { env.learningRate($0.model) }
@@ -141,15 +145,15 @@ struct MaskedPretrainingStrategy: TrainingStrategy {
             values["group:reconstruction"] = Double(total.item)
             return (total, auxiliary: values)
         }
-        for (name, value) in values { try env.checkFinite(value, "the loss term '\(name)'", step) }
+        let meanValues = try env.agreed(values, step) { "the loss term '\($0)'" }
         let split = RoleParameters.split(gradient)
         for (i, entry) in trained.enumerated() {
-            env.update(entry.role, entry.model, &state, gradient: split[entry.role]!, learningRate: rates[i])
+            env.update(entry.role, entry.model, &state, gradient: env.averaged(split[entry.role]!, of: entry.model), learningRate: rates[i])
             state.models[entry.role]!.absorb(contexts[i])
         }
         return StepRecord(phase: .pretraining, epoch: env.position.epoch, step: step.index, globalStep: env.position.globalStep + 1,
                           fusionLoss: nil, innerTaskLoss: nil, outerTaskLoss: nil, hypergradientNorm: nil,
                           learningRates: Dictionary(uniqueKeysWithValues: zip(trained.map(\.role.rawValue), rates.map(Double.init))),
-                          seconds: Profiler.now() - started, losses: values, taskWeights: nil)
+                          seconds: Profiler.now() - started, losses: meanValues, taskWeights: nil)
     }
 }

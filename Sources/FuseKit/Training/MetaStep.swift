@@ -39,11 +39,16 @@ public struct MetaStepProblem {
     public let contextSeed: UInt64
     /// Training mode of the networks during the meta step.
     public let training: Bool
+    /// The ranks sharing the step: the inner gradient g and v = ∇_θF' L_t are averaged over them
+    /// (so that θ_F' and v are the global batch's); the hypergradient each rank returns is its
+    /// shard's, to be averaged by the caller.
+    public let parallel: DataParallelism
 
     public init(fusion: any FusionNet, lossGenerator: any LossGenerator, task: any TaskNet, loss: FusionLoss,
                 fusionState: ModelState, generatorState: ModelState, taskState: ModelState,
                 sources: Tensor, nextSources: Tensor, nextTargets: TaskTargets, innerLearningRate: Float,
-                taskInput: @escaping @Sendable (Tensor) -> Tensor, contextSeed: UInt64, training: Bool = true) {
+                taskInput: @escaping @Sendable (Tensor) -> Tensor, contextSeed: UInt64, training: Bool = true,
+                parallel: DataParallelism = .singleProcess) {
         self.fusion = fusion
         self.lossGenerator = lossGenerator
         self.task = task
@@ -58,13 +63,14 @@ public struct MetaStepProblem {
         self.taskInput = taskInput
         self.contextSeed = contextSeed
         self.training = training
+        self.parallel = parallel
         self.gradientTarget = FusionLoss.gradientTarget(sources)
     }
 
     let gradientTarget: Tensor
 
     func context(_ pass: RandomStream.MetaPass) -> ForwardContext {
-        ForwardContext(training: training, rng: RandomStream.metaPass(pass).generator(contextSeed))
+        parallel.context(training: training, rng: RandomStream.metaPass(pass).generator(contextSeed))
     }
 
     func fusionScope(_ parameters: [String: Tensor], _ pass: RandomStream.MetaPass) -> Scope {
@@ -110,7 +116,7 @@ public struct MetaStepProblem {
         MetaStepProblem(fusion: fusion, lossGenerator: lossGenerator, task: task, loss: loss, fusionState: fusionState,
                         generatorState: generatorState, taskState: taskState, sources: sources, nextSources: nextSources,
                         nextTargets: nextTargets, innerLearningRate: innerLearningRate, taskInput: taskInput,
-                        contextSeed: contextSeed, training: training)
+                        contextSeed: contextSeed, training: training, parallel: parallel)
     }
 
     /// The inner pass at the current θ_G: weights w, ∇_θF L_f, F(x) and L_f.
@@ -125,7 +131,7 @@ public struct MetaStepProblem {
     public func innerPass() -> InnerPass {
         let w = withoutGradient { weights(generatorState.parameters) }
         let (g, fused, lf) = innerGradient(weights: w)
-        return InnerPass(weights: w, gradient: g, fused: fused, fusionLoss: lf)
+        return InnerPass(weights: w, gradient: parallel.averaged(g, of: fusion), fused: fused, fusionLoss: lf)
     }
 
     /// The result of a hypergradient computation.
@@ -145,7 +151,8 @@ public struct MetaStepProblem {
         let (fused, lf) = (pass.fused, pass.fusionLoss)
         let stepped = steppedParameters(pass.gradient)
         // v = ∇_θF' L_t.
-        let (outer, v) = valueWithGradient(at: stepped) { outerLoss($0) }
+        let (outer, localV) = valueWithGradient(at: stepped) { outerLoss($0) }
+        let v = parallel.averaged(localV, of: fusion)
         // u = J_F(θ_F) v, the change of F(x) along v (forward mode; no graph).
         let u = withoutGradient {
             jvp(at: fusionState.parameters, tangents: v) { p in fusion.fuse(sources, fusionScope(p, .innerFusion)) }.tangent
@@ -165,7 +172,8 @@ public struct MetaStepProblem {
     public func finiteDifferenceHypergradient(epsilon: Float = 0.01, inner: InnerPass? = nil) -> Result {
         let pass = inner ?? innerPass()
         let lf = pass.fusionLoss
-        let (outer, v) = valueWithGradient(at: steppedParameters(pass.gradient)) { outerLoss($0) }
+        let (outer, localV) = valueWithGradient(at: steppedParameters(pass.gradient)) { outerLoss($0) }
+        let v = parallel.averaged(localV, of: fusion)
         let norm = v.values.reduce(Float(0)) { $0 + ($1 * $1).sum().item }.squareRoot()
         let step = epsilon / Swift.max(norm, 1e-12)
         func generatorGradient(_ sign: Float) -> [String: Tensor] {

@@ -69,30 +69,32 @@ struct MetaStrategy: TrainingStrategy {
             fusionState: state[.fusion], generatorState: state[.lossGenerator], taskState: state[.task],
             sources: trainBatch.sources, nextSources: testBatch.sources, nextTargets: testBatch.targets,
             innerLearningRate: eta, taskInput: taskInput,
-            contextSeed: RandomStream.metaProblem.seed(env.seed, step: env.position.globalStep))
+            contextSeed: RandomStream.metaProblem.seed(env.seed, step: env.position.globalStep), parallel: env.parallel)
         let inner = problem.innerPass()
-        try env.checkFinite(Double(inner.fusionLoss), "the fusion loss L_f", step)
+        let fusionLoss = try env.agreed(Double(inner.fusionLoss), "the fusion loss L_f", step)
         // T' = T after one ordinary optimiser step on the task loss of F(x) (then discarded).
         let taskContext = env.context(.innerTask)
         let taskState = state[.task]
         let (innerTaskLoss, taskGradient) = valueWithGradient(at: taskState.parameters) { p in
             taskNet.loss(taskInput(inner.fused), targets: trainBatch.targets, Scope(parameters: p, buffers: taskState.buffers, context: taskContext))
         }
-        try env.checkFinite(Double(innerTaskLoss.item), "the task loss", step)
+        let taskLoss = try env.agreed(Double(innerTaskLoss.item), "the task loss", step)
         var scratchOptimizer = state.optimizers[.task] ?? OptimizerState()
         var taskPrime = taskState
-        taskPrime.parameters = task.optimizer.update(taskState.parameters, gradients: taskGradient, state: &scratchOptimizer, learningRate: lrT)
+        taskPrime.parameters = task.optimizer.update(taskState.parameters, gradients: env.averaged(taskGradient, of: task),
+                                                     state: &scratchOptimizer, learningRate: lrT)
         taskPrime.absorb(taskContext)
         problem = problem.with(taskState: taskPrime)
         let result = settings.hypergradient == .exact
             ? problem.exactHypergradient(inner: inner) : problem.finiteDifferenceHypergradient(inner: inner)
-        let norm = result.hypergradient.values.reduce(0.0) { $0 + Double(($1 * $1).sum().item) }.squareRoot()
-        try env.checkFinite(Double(result.outerTaskLoss), "the outer task loss", step)
-        try env.checkFinite(norm, "the hypergradient of G", step)
-        env.update(.lossGenerator, lossGenerator, &state, gradient: result.hypergradient, learningRate: lrG)
+        let hypergradient = env.averaged(result.hypergradient, of: lossGenerator)
+        let norm = hypergradient.values.reduce(0.0) { $0 + Double(($1 * $1).sum().item) }.squareRoot()
+        let outerTaskLoss = try env.agreed(Double(result.outerTaskLoss), "the outer task loss", step)
+        _ = try env.agreed(norm, "the hypergradient of G", step)
+        env.update(.lossGenerator, lossGenerator, &state, gradient: hypergradient, learningRate: lrG)
         return StepRecord(phase: .meta, epoch: epoch, step: step.index, globalStep: env.position.globalStep + 1,
-                          fusionLoss: Double(inner.fusionLoss), innerTaskLoss: Double(innerTaskLoss.item),
-                          outerTaskLoss: Double(result.outerTaskLoss), hypergradientNorm: norm,
+                          fusionLoss: fusionLoss, innerTaskLoss: taskLoss,
+                          outerTaskLoss: outerTaskLoss, hypergradientNorm: norm,
                           learningRates: [ModelRole.fusion.rawValue: Double(lrF), ModelRole.task.rawValue: Double(lrT),
                                           ModelRole.lossGenerator.rawValue: Double(lrG), "eta": Double(eta)],
                           seconds: Profiler.now() - started)
@@ -121,21 +123,21 @@ struct MetaStrategy: TrainingStrategy {
             }
             return (objective, auxiliary: (f, lf.item))
         }
-        try env.checkFinite(Double(fusionOnly), "the fusion loss L_f", step)
-        env.update(.fusion, fusion, &state, gradient: fusionGradient, learningRate: lrF)
+        let fusionLoss = try env.agreed(Double(fusionOnly), "the fusion loss L_f", step)
+        env.update(.fusion, fusion, &state, gradient: env.averaged(fusionGradient, of: fusion), learningRate: lrF)
         state[.fusion].absorb(fusionContext)
         let taskContext = env.context(.task)
         let input = taskInput(fused.detached())
         let (taskLoss, taskGradient) = valueWithGradient(at: taskState.parameters) { p in
             taskNet.loss(input, targets: targets, Scope(parameters: p, buffers: taskState.buffers, context: taskContext))
         }
-        try env.checkFinite(Double(taskLoss.item), "the task loss", step)
-        env.update(.task, task, &state, gradient: taskGradient, learningRate: lrT)
+        let meanTaskLoss = try env.agreed(Double(taskLoss.item), "the task loss", step)
+        env.update(.task, task, &state, gradient: env.averaged(taskGradient, of: task), learningRate: lrT)
         state[.task].absorb(taskContext)
         var rates = [ModelRole.fusion.rawValue: Double(lrF), ModelRole.task.rawValue: Double(lrT)]
         if let lossGenerator { rates[ModelRole.lossGenerator.rawValue] = Double(env.learningRate(lossGenerator)) }
         return StepRecord(phase: .fusion, epoch: env.position.epoch, step: step.index, globalStep: env.position.globalStep + 1,
-                          fusionLoss: Double(fusionOnly), innerTaskLoss: Double(taskLoss.item), outerTaskLoss: nil,
+                          fusionLoss: fusionLoss, innerTaskLoss: meanTaskLoss, outerTaskLoss: nil,
                           hypergradientNorm: nil, learningRates: rates, seconds: Profiler.now() - started)
     }
 

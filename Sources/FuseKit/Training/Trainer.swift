@@ -11,6 +11,10 @@ import FuseKitTensor
 /// pass from stage to stage by role. Files go to a ``RunDirectory``. Resuming loads the last
 /// checkpoint and runs the rest of the plan from the step it stopped at, in any stage, with the
 /// same losses an uninterrupted run has.
+///
+/// In a data-parallel run (``DataParallelism``), every rank runs a trainer on its shard of each
+/// global batch; rank 0 alone writes the run directory (checkpoints, log, previews, TensorBoard,
+/// metrics) and evaluates. A run resumes with any number of ranks that divides the batch.
 public final class Trainer {
     /// The outcome of a finished run.
     public struct Result: Sendable {
@@ -30,10 +34,16 @@ public final class Trainer {
     /// Whether the run is mirrored into TensorBoard event files (``TrainingTensorBoard``).
     public let logsTensorBoard: Bool
     var tensorBoard: TrainingTensorBoard?
+    /// The ranks this trainer shares each step with (one process by default).
+    public let parallel: DataParallelism
 
-    /// A trainer writing into `runDirectory`, and also TensorBoard event files with `tensorBoard`.
-    public init(setup: TrainingSetup, runDirectory: URL, observer: TrainingObserver = SilentTrainingObserver(), tensorBoard: Bool = false) throws {
+    /// A trainer writing into `runDirectory`, and also TensorBoard event files with `tensorBoard`;
+    /// `ranks` are the processes of a data-parallel run.
+    public init(setup: TrainingSetup, runDirectory: URL, observer: TrainingObserver = SilentTrainingObserver(), tensorBoard: Bool = false,
+                ranks: any Collective = SingleProcess()) throws {
         self.setup = setup
+        parallel = DataParallelism(collective: ranks, batchNorm: setup.recipe.distributed.batchNorm,
+                                   bucketBytes: setup.recipe.distributed.bucketBytes)
         logsTensorBoard = tensorBoard
         directory = RunDirectory(runDirectory)
         self.observer = observer
@@ -44,6 +54,11 @@ public final class Trainer {
                                    randomRotations: data.rotations, modalitySwap: data.modalitySwap,
                                    includeColorVisible: data.visible == .rgb, seed: RandomStream.batches.seed(recipe.seed))
         options.scales = data.scales
+        guard data.batchSize % ranks.size == 0 else {
+            throw TrainingError.data("the batch of \(data.batchSize) does not split evenly over \(ranks.size) ranks; "
+                                     + "give a batch-size that is a multiple of the number of ranks")
+        }
+        options.shard = (ranks.rank, ranks.size)
         var metaOptions = options
         metaOptions.seed = RandomStream.metaBatches.seed(recipe.seed)
         let batches = BatchLoader(source: setup.trainSource, options: options)
@@ -103,7 +118,8 @@ public final class Trainer {
 
     /// Trains to the end (or from the last checkpoint with `resume`), then evaluates on the test
     /// set. With `stopAfter`, stops once that many steps are done (writing the last checkpoint,
-    /// so that a later `resume` continues exactly) and returns nil.
+    /// so that a later `resume` continues exactly) and returns nil. Ranks other than 0 of a
+    /// data-parallel run return nil too (rank 0 evaluates and writes the results).
     public func run(resume: Bool = false, recipeText: String, stopAfter: Int? = nil) throws -> Result? {
         self.stopAfter = stopAfter
         do {
@@ -113,22 +129,18 @@ public final class Trainer {
         }
     }
 
-    func train(resume: Bool, recipeText: String) throws -> Result {
+    func train(resume: Bool, recipeText: String) throws -> Result? {
         var state: TrainingState
         if resume {
-            let checkpoint = try directory.loadLastCheckpoint()
+            let (checkpoint, notes) = try directory.loadCheckpointForResuming()
+            notes.forEach(observer.note)
             guard checkpoint.metadata[Self.recipeKey] == recipeText else { throw TrainingError.recipeMismatch(directory: directory.url.path) }
             state = try restore(checkpoint)
             observer.note("resuming at stage \(state.position.stage + 1), epoch \(state.position.epoch + 1), step \(state.position.globalStep)")
         } else {
             state = try initialState()
         }
-        try directory.prepare(recipeText: recipeText)
-        log = try directory.openLog(resumingAfter: resume ? state.position.globalStep : nil)
-        if logsTensorBoard {
-            tensorBoard = try TrainingTensorBoard(directory: directory, recipeText: recipeText, resumingAfter: resume ? state.position.globalStep : nil)
-        }
-        curves = resume ? directory.readLog() : []
+        if parallel.isRoot { try prepareFiles(resume: resume, state: state, recipeText: recipeText) }
         observer.trainingWillStart(totalSteps: totalSteps, completedSteps: state.position.globalStep)
 
         while state.position.stage < recipe.stages.count {
@@ -141,11 +153,11 @@ public final class Trainer {
                 var records: [StepRecord] = []
                 while state.position.step < plan.count {
                     let environment = StepEnvironment(seed: recipe.seed, position: state.position, scheduleUnit: stage.scheduleUnit,
-                                                      runDirectory: directory)
+                                                      runDirectory: directory, parallel: parallel)
                     var record = try strategy.run(plan[state.position.step], &state, environment)
                     if recipe.stages.count > 1 { record.stage = stage.name }
                     records.append(record)
-                    self.record(record)
+                    try self.record(record)
                     try advance(&state, stage: stage, recipeText: recipeText)
                 }
                 try finishEpoch(&state, stage: stage, records: records, recipeText: recipeText)
@@ -157,7 +169,17 @@ public final class Trainer {
             state.lossHistory = []
             state.position = TrainingPosition(stage: state.position.stage + 1, epoch: 0, step: 0, globalStep: state.position.globalStep)
         }
-        return try finalEvaluation(state)
+        return parallel.isRoot ? try finalEvaluation(state) : nil
+    }
+
+    /// The run directory, its log and TensorBoard files, and the curves so far (rank 0).
+    func prepareFiles(resume: Bool, state: TrainingState, recipeText: String) throws {
+        try directory.prepare(recipeText: recipeText)
+        log = try directory.openLog(resumingAfter: resume ? state.position.globalStep : nil)
+        if logsTensorBoard {
+            tensorBoard = try TrainingTensorBoard(directory: directory, recipeText: recipeText, resumingAfter: resume ? state.position.globalStep : nil)
+        }
+        curves = resume ? directory.readLog() : []
     }
 
     /// Moves to the next step and writes the last checkpoint when it is due.
@@ -165,14 +187,14 @@ public final class Trainer {
         state.position.step += 1
         state.position.globalStep += 1
         let stopping = stopAfter.map { state.position.globalStep >= $0 } ?? false
-        if state.position.globalStep % stage.checkpointEvery == 0 || stopping {
+        if parallel.isRoot && (state.position.globalStep % stage.checkpointEvery == 0 || stopping) {
             try directory.save(checkpoint(state, recipeText: recipeText))
         }
         if stopping { throw Stop() }
     }
 
-    func record(_ r: StepRecord) {
-        log?.append(r)
+    func record(_ r: StepRecord) throws {
+        try log?.append(r)
         curves.append(r)
         logToTensorBoard { try $0.log(r) }
         observer.stepDidFinish(r)
@@ -220,6 +242,10 @@ public final class Trainer {
 
     func finishEpoch(_ state: inout TrainingState, stage: StageSettings, records: [StepRecord], recipeText: String) throws {
         let epoch = state.position.epoch
+        guard parallel.isRoot else {
+            state.position = TrainingPosition(stage: state.position.stage, epoch: epoch + 1, step: 0, globalStep: state.position.globalStep)
+            return
+        }
         var metric: Double?
         var isBest = false
         if let (pipeline, isRunPipeline) = stagePipeline(stage, state) {

@@ -82,12 +82,14 @@ extension TrainingStrategy {
     var ownModels: [ModelRole: any Module] { [:] }
 }
 
-/// What a step needs from the trainer: the seed and position, the schedules, and the checks.
+/// What a step needs from the trainer: the seed and position, the schedules, the checks, and the
+/// ranks it shares the step with.
 struct StepEnvironment {
     let seed: UInt64
     let position: TrainingPosition
     let scheduleUnit: StageSettings.ScheduleUnit
     let runDirectory: RunDirectory
+    let parallel: DataParallelism
 
     /// The schedule step of the position: the epoch or the global step.
     var scheduleStep: Int { scheduleUnit == .epoch ? position.epoch : position.globalStep }
@@ -97,23 +99,37 @@ struct StepEnvironment {
 
     /// A forward context in training mode with the pass's own random stream at this step.
     func context(_ pass: RandomStream.ForwardPass) -> ForwardContext {
-        ForwardContext(training: true, rng: RandomStream.forward(pass).generator(seed, step: position.globalStep))
+        parallel.context(training: true, rng: RandomStream.forward(pass).generator(seed, step: position.globalStep))
     }
 
     /// A forward context in training mode for a model's pass in this step.
     func context(for role: ModelRole) -> ForwardContext {
-        ForwardContext(training: true, rng: RandomStream.model(role).generator(seed, step: position.globalStep))
+        parallel.context(training: true, rng: RandomStream.model(role).generator(seed, step: position.globalStep))
     }
 
-    /// Stops training when a loss or gradient norm is NaN or infinite, naming it and the step.
-    func checkFinite(_ value: Double, _ quantity: String, _ step: TrainingStep) throws {
-        guard value.isFinite else {
-            throw TrainingError.nonFinite(quantity: quantity, phase: step.phase, epoch: position.epoch, step: step.index,
+    /// The mean over the ranks of a loss or gradient norm (the value itself in one process);
+    /// stops training, on every rank at once, when it is NaN or infinite on any rank, naming it
+    /// and the step.
+    func agreed(_ value: Double, _ quantity: String, _ step: TrainingStep) throws -> Double {
+        try agreed(["": value], step) { _ in quantity }[""]!
+    }
+
+    /// ``agreed(_:_:_:)`` for named values in one collective call; `quantity` names a value.
+    func agreed(_ values: [String: Double], _ step: TrainingStep, quantity: (String) -> String) throws -> [String: Double] {
+        let means = parallel.means(values)
+        for name in means.keys.sorted() where !means[name]!.isFinite {
+            throw TrainingError.nonFinite(quantity: quantity(name), phase: step.phase, epoch: position.epoch, step: step.index,
                                           lastCheckpoint: runDirectory.hasCheckpoint ? runDirectory.lastCheckpoint.path : nil)
         }
+        return means
     }
 
-    /// One optimiser step of `role` along `gradient`.
+    /// A gradient of `model` averaged over the ranks.
+    func averaged(_ gradient: [String: Tensor], of model: TrainedModel) -> [String: Tensor] {
+        parallel.averaged(gradient, of: model.module)
+    }
+
+    /// One optimiser step of `role` along `gradient` (already averaged over the ranks).
     func update(_ role: ModelRole, _ model: TrainedModel, _ state: inout TrainingState, gradient: [String: Tensor], learningRate: Float) {
         var optimizerState = state.optimizers[role] ?? OptimizerState()
         state[role].parameters = model.optimizer.update(state[role].parameters, gradients: gradient, state: &optimizerState,

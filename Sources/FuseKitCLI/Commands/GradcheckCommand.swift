@@ -15,16 +15,23 @@ struct GradcheckCommand: ParsableCommand {
     @Option(help: "Task plugin of the hypergradient check (default: the registry's small task net).")
     var task: String?
 
+    func validate() throws {
+        let registry = CommandContext.registry
+        if let plugin, !registry.all.contains(where: { $0.name == plugin }) {
+            let hint = closestMatch(to: plugin, in: registry.all.map(\.name)).map { "; did you mean '\($0)'?" } ?? ""
+            throw ValidationError("no plugin '\(plugin)'\(hint)")
+        }
+        if let task, (try? registry.descriptor(task, kind: .task)) == nil {
+            let names = registry.names(of: .task)
+            let hint = closestMatch(to: task, in: names).map { "; did you mean '\($0)'?" } ?? ""
+            throw ValidationError("--task '\(task)' is not a task plugin\(hint); task plugins: \(names.joined(separator: ", "))")
+        }
+    }
+
     func run() throws {
         let registry = CommandContext.registry
         var descriptors = registry.all
-        if let plugin {
-            descriptors = descriptors.filter { $0.name == plugin }
-            if descriptors.isEmpty {
-                let hint = closestMatch(to: plugin, in: registry.all.map(\.name)).map { "; did you mean '\($0)'?" } ?? ""
-                throw ValidationError("no plugin '\(plugin)'\(hint)")
-            }
-        }
+        if let plugin { descriptors = descriptors.filter { $0.name == plugin } }
         var failed = false
         for d in descriptors {
             let started = Date()
@@ -42,8 +49,9 @@ struct GradcheckCommand: ParsableCommand {
         // A task plugin enters the hypergradient only through its input gradient, which its own
         // check covers; the meta step is checked with the small task net unless --task says otherwise.
         let runsHypergradient = plugin == nil || !fusions.isEmpty || !generators.isEmpty
-        if runsHypergradient, let fusion = fusions.first?.name ?? defaults.fusion,
-           let generator = generators.first?.name ?? defaults.lossGenerator,
+        // Without --plugin, the registry's defaults (not whichever plugin sorts first).
+        if runsHypergradient, let fusion = plugin == nil ? defaults.fusion : fusions.first?.name ?? defaults.fusion,
+           let generator = plugin == nil ? defaults.lossGenerator : generators.first?.name ?? defaults.lossGenerator,
            let task = task ?? defaults.smallTask {
             let started = Date()
             let report = try PluginGradcheck.checkHypergradient(fusion: fusion, lossGenerator: generator, task: task, in: registry)

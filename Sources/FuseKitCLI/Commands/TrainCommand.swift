@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FuseKit
+import FuseKitTensor
 
 /// `fusekit train RECIPE`: trains a recipe's models.
 struct TrainCommand: ParsableCommand {
@@ -9,7 +10,9 @@ struct TrainCommand: ParsableCommand {
         abstract: "Train the models of a recipe (TDFusion's meta-learning and the other strategies).",
         discussion: """
         The run directory gets the resolved recipe, log.jsonl (one line per step), checkpoints/ (last and best), \
-        previews/ (fused images and w_a heat maps per epoch, loss curves), fused/ test images and metrics.json/metrics.md.
+        previews/ (fused images and w_a heat maps per epoch, loss curves), fused/ test images and metrics.json/metrics.md. \
+        Started by an MPI launcher (mpirun -np N fusekit train RECIPE, or srun), the N processes train data-parallel: the \
+        recipe's batch-size is the global batch, each rank trains on its share, and rank 0 writes the run directory.
         """)
 
     @Argument(help: "The recipe (YAML), e.g. recipes/tdfusion-msrs-segformer.yaml.")
@@ -30,16 +33,28 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("stop-after"), help: "Stop after this many steps (writing a checkpoint to resume from).")
     var stopAfter: Int?
 
+    func validate() throws {
+        if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after must be at least 1") }
+    }
+
     func run() throws {
         let url = URL(fileURLWithPath: recipe)
         let parsed = try Recipe.load(from: url)
         let text = try String(contentsOf: url, encoding: .utf8)
         let setup = try TrainingSetup.make(recipe: parsed, registry: CommandContext.registry, dataRoot: data)
         let directory = URL(fileURLWithPath: out ?? "runs/\(parsed.name)")
-        let progress = TrainingProgress(label: parsed.name, epochs: parsed.totalEpochs)
-        let trainer = try Trainer(setup: setup, runDirectory: directory, observer: progress, tensorBoard: tensorboard)
+        let ranks = CommandContext.ranks
+        // Rank 0 alone shows progress and results.
+        let progress = ranks.isRoot ? TrainingProgress(label: parsed.name, epochs: parsed.totalEpochs) : nil
+        if ranks.isRoot && ranks.size > 1 {
+            print("data-parallel training over \(ranks.size) ranks, \(parsed.data.batchSize / ranks.size) pairs each per batch of \(parsed.data.batchSize), "
+                  + "\(Parallel.threadCount) threads per rank, BatchNorm statistics \(parsed.distributed.batchNorm.rawValue)")
+        }
+        let trainer = try Trainer(setup: setup, runDirectory: directory, observer: progress ?? SilentTrainingObserver(),
+                                  tensorBoard: tensorboard, ranks: ranks)
         let result = try trainer.run(resume: resume, recipeText: text, stopAfter: stopAfter)
-        progress.finish()
+        progress?.finish()
+        guard ranks.isRoot else { return }
         guard let result else {
             print("stopped after \(stopAfter ?? 0) steps; continue with: fusekit train \(recipe) --out \(directory.path) --resume")
             return

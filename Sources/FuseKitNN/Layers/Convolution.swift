@@ -14,16 +14,17 @@ public struct Conv2d: UnaryModule {
     public let bias: ParameterSpec?
 
     /// A convolution with a square kernel; `padding` defaults to "same" for odd kernels at stride 1
-    /// (`kernelSize / 2`, PyTorch's usual `padding=k//2`).
+    /// (`kernelSize / 2`, PyTorch's usual `padding=k//2`). `weightInit` replaces PyTorch's
+    /// default weight initialisation (the bias keeps its default).
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int? = nil,
-                dilation: Int = 1, groups: Int = 1, bias: Bool = true) {
+                dilation: Int = 1, groups: Int = 1, bias: Bool = true, weightInit: Initializer? = nil) {
         self.init(inChannels, outChannels, kernelSize: (kernelSize, kernelSize), stride: (stride, stride),
                   padding: padding.map { ($0, $0) } ?? (dilation * (kernelSize - 1) / 2, dilation * (kernelSize - 1) / 2),
-                  dilation: (dilation, dilation), groups: groups, bias: bias)
+                  dilation: (dilation, dilation), groups: groups, bias: bias, weightInit: weightInit)
     }
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int), padding: (Int, Int),
-                dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true) {
+                dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true, weightInit: Initializer? = nil) {
         require(groups >= 1 && inChannels % groups == 0 && outChannels % groups == 0,
                 "Conv2d: \(groups) groups must divide \(inChannels) input and \(outChannels) output channels")
         self.inChannels = inChannels
@@ -34,7 +35,8 @@ public struct Conv2d: UnaryModule {
         self.dilation = dilation
         self.groups = groups
         let fanIn = inChannels / groups * kernelSize.0 * kernelSize.1
-        weight = ParameterSpec("weight", [outChannels, inChannels / groups, kernelSize.0, kernelSize.1], .kaimingUniform(fanIn: fanIn))
+        weight = ParameterSpec("weight", [outChannels, inChannels / groups, kernelSize.0, kernelSize.1],
+                               weightInit ?? .kaimingUniform(fanIn: fanIn))
         self.bias = bias ? ParameterSpec.bias([outChannels], fanIn: fanIn) : nil
     }
 

@@ -95,10 +95,21 @@ public struct BatchNorm2d: UnaryModule {
         let shape = [1, channels, 1, 1]
         let weight = p[self.weight].reshaped(shape), bias = p[self.bias].reshaped(shape)
         if p.isTraining {
-            let mean = x.mean(axes: [0, 2, 3], keepDims: true)
-            let centered = x - mean
-            let variance = (centered * centered).mean(axes: [0, 2, 3], keepDims: true)
-            let n = Float(x.shape[0] * x.shape[2] * x.shape[3])
+            var n = Float(x.shape[0] * x.shape[2] * x.shape[3])
+            let mean: Tensor, centered: Tensor, variance: Tensor
+            if let ranks = p.context.synchronizedBatchNorm, ranks.size > 1 {
+                // SyncBN: the statistics of the batch over all ranks.
+                var count = [Double(n)]
+                ranks.sum(&count)
+                n = Float(count[0])
+                mean = x.sum(axes: [0, 2, 3], keepDims: true).summedOverRanks(ranks) / n
+                centered = x - mean
+                variance = (centered * centered).sum(axes: [0, 2, 3], keepDims: true).summedOverRanks(ranks) / n
+            } else {
+                mean = x.mean(axes: [0, 2, 3], keepDims: true)
+                centered = x - mean
+                variance = (centered * centered).mean(axes: [0, 2, 3], keepDims: true)
+            }
             withoutGradient {
                 let unbiased = variance.detached() * (n / Swift.max(n - 1, 1))
                 p.updateBuffer(runningMean, p.buffer(runningMean) * (1 - momentum) + mean.detached().reshaped([channels]) * momentum)

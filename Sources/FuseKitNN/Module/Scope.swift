@@ -88,6 +88,9 @@ public final class ForwardContext {
     public var bufferUpdates: [String: Tensor] = [:]
     /// Records every child's output shapes when set (`fusekit inspect`).
     public var trace: ModuleTrace?
+    /// The ranks of a data-parallel run whose batch statistics BatchNorm synchronises (SyncBN),
+    /// or nil for statistics of this rank's batch only (PyTorch DDP's default).
+    public var synchronizedBatchNorm: (any Collective)?
 
     /// A context; `rng` matters only in training.
     public init(training: Bool = false, rng: RandomGenerator = RandomGenerator(seed: 0)) {
