@@ -143,12 +143,33 @@ AVX2 static inline __m256 load_clipped(const float *src, long start, long w) {
     return _mm256_maskload_ps(src + start, inside);
 }
 
+/* One block of eight columns from j of output rows i (acc0) and i + 1 (acc1) from input rows
+   i-1 .. i+2 (rows[t], NULL where absent); columns outside 0..<w read as zero. */
+AVX2 static inline void depthwise_block(const float *const rows[4], long j, long w, const __m256 k[9], __m256 *acc0, __m256 *acc1) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int t = 0; t < 4; t++) {
+        const float *row = rows[t];
+        if (!row) continue;
+        __m256 left = load_clipped(row, j - 1, w), centre = load_clipped(row, j, w), right = load_clipped(row, j + 1, w);
+        /* Input row t is kernel row t of output row i and kernel row t - 1 of row i + 1. */
+        if (t < 3) {
+            a0 = _mm256_fmadd_ps(k[3 * t], left, a0); a0 = _mm256_fmadd_ps(k[3 * t + 1], centre, a0); a0 = _mm256_fmadd_ps(k[3 * t + 2], right, a0);
+        }
+        if (t > 0) {
+            a1 = _mm256_fmadd_ps(k[3 * t - 3], left, a1); a1 = _mm256_fmadd_ps(k[3 * t - 2], centre, a1); a1 = _mm256_fmadd_ps(k[3 * t - 1], right, a1);
+        }
+    }
+    *acc0 = a0;
+    *acc1 = a1;
+}
+
 /* Two output rows at a time: the four input rows they read are loaded once for both (12 loads,
-   18 FMAs per 16 outputs instead of 18 loads), every column in vectors, borders masked. */
+   18 FMAs per 16 outputs instead of 18 loads). Interior blocks of row pairs whose four input rows
+   all exist take a branch-free path; image borders and partial blocks are masked. */
 AVX2 void fk_depthwise3x3_rows(const float *src, float *dst, long h, long w, const float k[9], long row0, long row1) {
-    const __m256 k0 = _mm256_set1_ps(k[0]), k1 = _mm256_set1_ps(k[1]), k2 = _mm256_set1_ps(k[2]);
-    const __m256 k3 = _mm256_set1_ps(k[3]), k4 = _mm256_set1_ps(k[4]), k5 = _mm256_set1_ps(k[5]);
-    const __m256 k6 = _mm256_set1_ps(k[6]), k7 = _mm256_set1_ps(k[7]), k8 = _mm256_set1_ps(k[8]);
+    __m256 kv[9];
+    for (int t = 0; t < 9; t++) kv[t] = _mm256_set1_ps(k[t]);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (long i = row0; i < row1; i += 2) {
         const int pair = i + 1 < row1;
         /* Input rows i-1 .. i+2 (NULL: outside the plane, or not needed for a single last row). */
@@ -158,30 +179,41 @@ AVX2 void fk_depthwise3x3_rows(const float *src, float *dst, long h, long w, con
             rows[t] = (iy >= 0 && iy < h && (t < 3 || pair)) ? src + iy * w : NULL;
         }
         float *out0 = dst + (i - row0) * w, *out1 = out0 + w;
-        for (long j = 0; j < w; j += 8) {
-            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-            for (int t = 0; t < 4; t++) {
-                const float *row = rows[t];
-                if (!row) continue;
-                __m256 left = load_clipped(row, j - 1, w), centre = load_clipped(row, j, w), right = load_clipped(row, j + 1, w);
-                /* Input row t is kernel row t of output row i and kernel row t - 1 of row i + 1. */
-                if (t == 0) {
-                    acc0 = _mm256_fmadd_ps(k0, left, acc0); acc0 = _mm256_fmadd_ps(k1, centre, acc0); acc0 = _mm256_fmadd_ps(k2, right, acc0);
-                } else if (t == 1) {
-                    acc0 = _mm256_fmadd_ps(k3, left, acc0); acc0 = _mm256_fmadd_ps(k4, centre, acc0); acc0 = _mm256_fmadd_ps(k5, right, acc0);
-                    acc1 = _mm256_fmadd_ps(k0, left, acc1); acc1 = _mm256_fmadd_ps(k1, centre, acc1); acc1 = _mm256_fmadd_ps(k2, right, acc1);
-                } else if (t == 2) {
-                    acc0 = _mm256_fmadd_ps(k6, left, acc0); acc0 = _mm256_fmadd_ps(k7, centre, acc0); acc0 = _mm256_fmadd_ps(k8, right, acc0);
-                    acc1 = _mm256_fmadd_ps(k3, left, acc1); acc1 = _mm256_fmadd_ps(k4, centre, acc1); acc1 = _mm256_fmadd_ps(k5, right, acc1);
-                } else {
-                    acc1 = _mm256_fmadd_ps(k6, left, acc1); acc1 = _mm256_fmadd_ps(k7, centre, acc1); acc1 = _mm256_fmadd_ps(k8, right, acc1);
+        long j = 0;
+        if (rows[0] && rows[3]) {
+            const float *r0 = rows[0], *r1 = rows[1], *r2 = rows[2], *r3 = rows[3];
+            __m256 a0, a1;
+            depthwise_block(rows, 0, w, kv, &a0, &a1);
+            if (w >= 8) {
+                _mm256_storeu_ps(out0, a0);
+                _mm256_storeu_ps(out1, a1);
+                for (j = 8; j + 9 <= w; j += 8) {
+                    __m256 l, c, r;
+                    l = _mm256_loadu_ps(r0 + j - 1); c = _mm256_loadu_ps(r0 + j); r = _mm256_loadu_ps(r0 + j + 1);
+                    a0 = _mm256_mul_ps(kv[0], l); a0 = _mm256_fmadd_ps(kv[1], c, a0); a0 = _mm256_fmadd_ps(kv[2], r, a0);
+                    l = _mm256_loadu_ps(r1 + j - 1); c = _mm256_loadu_ps(r1 + j); r = _mm256_loadu_ps(r1 + j + 1);
+                    a0 = _mm256_fmadd_ps(kv[3], l, a0); a0 = _mm256_fmadd_ps(kv[4], c, a0); a0 = _mm256_fmadd_ps(kv[5], r, a0);
+                    a1 = _mm256_mul_ps(kv[0], l); a1 = _mm256_fmadd_ps(kv[1], c, a1); a1 = _mm256_fmadd_ps(kv[2], r, a1);
+                    l = _mm256_loadu_ps(r2 + j - 1); c = _mm256_loadu_ps(r2 + j); r = _mm256_loadu_ps(r2 + j + 1);
+                    a0 = _mm256_fmadd_ps(kv[6], l, a0); a0 = _mm256_fmadd_ps(kv[7], c, a0); a0 = _mm256_fmadd_ps(kv[8], r, a0);
+                    a1 = _mm256_fmadd_ps(kv[3], l, a1); a1 = _mm256_fmadd_ps(kv[4], c, a1); a1 = _mm256_fmadd_ps(kv[5], r, a1);
+                    l = _mm256_loadu_ps(r3 + j - 1); c = _mm256_loadu_ps(r3 + j); r = _mm256_loadu_ps(r3 + j + 1);
+                    a1 = _mm256_fmadd_ps(kv[6], l, a1); a1 = _mm256_fmadd_ps(kv[7], c, a1); a1 = _mm256_fmadd_ps(kv[8], r, a1);
+                    _mm256_storeu_ps(out0 + j, a0);
+                    _mm256_storeu_ps(out1 + j, a1);
                 }
+            } else {
+                j = 0;  /* the whole row is one partial block: the general loop below stores it */
             }
+        }
+        for (; j < w; j += 8) {
+            __m256 acc0, acc1;
+            depthwise_block(rows, j, w, kv, &acc0, &acc1);
             if (j + 8 <= w) {
                 _mm256_storeu_ps(out0 + j, acc0);
                 if (pair) _mm256_storeu_ps(out1 + j, acc1);
             } else {
-                __m256i inside = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(w - j)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                __m256i inside = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(w - j)), lane);
                 _mm256_maskstore_ps(out0 + j, inside, acc0);
                 if (pair) _mm256_maskstore_ps(out1 + j, inside, acc1);
             }
