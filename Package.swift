@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "SegFormerTask", targets: ["SegFormerTask"]),
         .library(name: "YOLOTask", targets: ["YOLOTask"]),
         .library(name: "MRFS", targets: ["MRFS"]),
+        .library(name: "MAFS", targets: ["MAFS"]),
         .library(name: "FuseKitPlugins", targets: ["FuseKitPlugins"]),
         .library(name: "FuseKitCLI", targets: ["FuseKitCLI"]),
         .library(name: "FuseKitMPI", targets: ["FuseKitMPI"]),
@@ -44,11 +45,12 @@ let package = Package(
         .target(name: "SegFormerTask", dependencies: ["FuseKit"], path: "Plugins/SegFormerTask"),
         .target(name: "YOLOTask", dependencies: ["FuseKit"], path: "Plugins/YOLOTask"),
         .target(name: "MRFS", dependencies: ["FuseKit", "SegFormerTask"], path: "Plugins/MRFS"),
+        .target(name: "MAFS", dependencies: ["FuseKit"], path: "Plugins/MAFS"),
 
         // The command line: its commands as a library (no plugin names), the one file that registers
         // FuseKit's plugins, and the executable that joins them.
         .target(name: "FuseKitCLI", dependencies: ["FuseKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "FuseKitPlugins", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask", "MRFS"]),
+        .target(name: "FuseKitPlugins", dependencies: ["FuseKit", "RestormerFusion", "SegFormerTask", "YOLOTask", "MRFS", "MAFS"]),
         // MPI's collectives for data-parallel training (used by the executable, not by the library).
         .target(name: "CFuseKitMPI", dependencies: ["CMPI"]),
         .target(name: "FuseKitMPI", dependencies: ["FuseKitTensor", "CFuseKitMPI"]),
@@ -61,6 +63,7 @@ let package = Package(
         .testTarget(name: "FuseKitNNTests", dependencies: ["FuseKitNN"], exclude: ["Fixtures"]),
         .testTarget(name: "RestormerFusionTests", dependencies: ["RestormerFusion", "FuseKit"], exclude: ["Fixtures"]),
         .testTarget(name: "SegFormerTaskTests", dependencies: ["SegFormerTask", "FuseKit", "ParityTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "MAFSTests", dependencies: ["MAFS", "FuseKit", "FuseKitPlugins", "ParityTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "YOLOTaskTests", dependencies: ["YOLOTask", "FuseKit", "ParityTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MRFSTests", dependencies: ["MRFS", "SegFormerTask", "FuseKit", "FuseKitPlugins", "ParityTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "FuseKitImageTests", dependencies: ["FuseKitImage"]),

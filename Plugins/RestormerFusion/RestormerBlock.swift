@@ -7,6 +7,11 @@ struct RestormerNorm: UnaryModule {
     func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor { body(x, p) }
 }
 
+extension Child where M == RestormerNorm {
+    /// The wrapped LayerNorm's weight, bias and eps in `parent`'s scope (for the fused paths).
+    func weights(in parent: Scope) -> ChannelLayerNorm.Weights { withScope(in: parent) { norm, p in norm.body.weights(in: p) } }
+}
+
 /// Gated-Dconv feed-forward network (GDFN): 1x1 conv to 2·hidden, depthwise 3x3, split,
 /// gelu(x1) · x2, 1x1 conv back. Names: `project_in`, `dwconv`, `project_out`.
 struct GatedFeedForward: UnaryModule {
@@ -29,6 +34,18 @@ struct GatedFeedForward: UnaryModule {
         }
         return projectOut(Tensor.geluGate(halves[0], halves[1]), p)
     }
+
+    /// `residual + self(norm(x))` as one row-tiled kernel (LayerNorm → 1x1 → depthwise 3x3 →
+    /// GELU gate → 1x1 → residual), or nil where the ordinary ops must run.
+    /// - Parameters:
+    ///   - norm: the channel LayerNorm applied to `x` first, or nil for none.
+    ///   - p: this module's own scope.
+    func fusedInference(_ x: Tensor, norm: ChannelLayerNorm.Weights?, adding residual: Tensor, _ p: Scope) -> Tensor? {
+        let pointwise = projectIn.weight(in: p), depthwise = self.depthwise.weight(in: p), projection = projectOut.weight(in: p)
+        guard x.rank == 4, p.canFuseInference([x, residual, pointwise, depthwise, projection, norm?.weight, norm?.bias]) else { return nil }
+        return Tensor.gatedFeedForwardInference(x, front: PointwiseDepthwise(norm: norm, pointwise: pointwise, depthwise: depthwise),
+                                                projectOut: projection, residual: residual)
+    }
 }
 
 /// A Restormer transformer block: x + Attn(LN1(x)), then x + FFN(LN2(x)).
@@ -47,8 +64,9 @@ struct RestormerBlock: UnaryModule {
     }
 
     func callAsFunction(_ x: Tensor, _ p: Scope) -> Tensor {
-        let y = x + attention(norm1(x, p), p)
-        return y + feedForward(norm2(y, p), p)
+        let y = attention.fusedInference(x, norm: norm1.weights(in: p), adding: x, p) ?? (x + attention(norm1(x, p), p))
+        return feedForward.withScope(in: p) { ffn, scope in ffn.fusedInference(y, norm: norm2.weights(in: p), adding: y, scope) }
+            ?? (y + feedForward(norm2(y, p), p))
     }
 
     /// `count` blocks in an `nn.Sequential` named `name` (items "0", "1", ...).

@@ -43,9 +43,14 @@ public struct RestormerFusion: FusionNet {
 
     public func fuse(_ sources: Tensor, _ p: Scope) -> Tensor {
         require(sources.rank == 4 && sources.shape[1] == 2, "restormer-fusion: input must be [B, 2, H, W], got \(Shape.describe(sources.shape))")
-        let a = encoder1(projectIn1(sources.sliced(axis: 1, 0..<1), p), p)
-        let b = encoder2(projectIn2(sources.sliced(axis: 1, 1..<2), p), p)
-        let y = decoder(mixing((a, b), p), p)
+        // The encoders' outputs live only until the mixing returns (at full resolution each is as
+        // large as a decoder activation).
+        let mixed: Tensor = {
+            let a = encoder1(projectIn1(sources.sliced(axis: 1, 0..<1), p), p)
+            let b = encoder2(projectIn2(sources.sliced(axis: 1, 1..<2), p), p)
+            return mixing((a, b), p)
+        }()
+        let y = decoder(mixed, p)
         return projectOut1(projectOut0(y, p).leakyRelu(slope: 0.01), p).sigmoid()
     }
 

@@ -22,8 +22,11 @@ public enum FuseKitCommandLine {
     /// Restarts once with a faster OpenBLAS kernel when OpenBLAS picked an older one than the CPU
     /// runs (see `BLASKernel`). `ranks` (called after that restart) gives the processes of a
     /// data-parallel run when an MPI launcher started this one, e.g. `MPICollective.launched`.
+    /// A file-size limit (`ulimit -f`) makes a write past it fail with EFBIG, reported like a
+    /// full disk, instead of killing the process with SIGXFSZ.
     public static func main(registry: PluginRegistry, arguments: [String]? = nil,
                             ranks: () -> (any Collective)? = { nil }) -> Never {
+        signal(SIGXFSZ, SIG_IGN)
         BLASKernel.reexecuteWithRecommendedKernel()
         let collective = ranks() ?? SingleProcess()
         if collective.size > 1 && getenv("FUSEKIT_THREADS") == nil {

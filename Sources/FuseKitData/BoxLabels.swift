@@ -20,8 +20,9 @@ public struct LabelFileError: Error, CustomStringConvertible, Sendable, Equatabl
 /// YOLO text labels: one object per line, `class cx cy w h` normalised to the image size,
 /// optionally followed by a confidence (`class cx cy w h score`, as detectors write predictions).
 public enum YOLOLabels {
-    /// Parses YOLO text. Blank lines and lines starting with `#` are skipped.
-    public static func parse(_ text: String, path: String = "<memory>") throws(LabelFileError) -> [Detection] {
+    /// Parses YOLO text. Blank lines and lines starting with `#` are skipped; lines may end in
+    /// LF or CRLF. With `classCount`, a class index from `classCount` on is an error naming the line.
+    public static func parse(_ text: String, path: String = "<memory>", classCount: Int? = nil) throws(LabelFileError) -> [Detection] {
         var result: [Detection] = []
         // Any line break: "\r\n" is a single Character, so splitting on "\n" would not split it.
         for (number, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
@@ -34,6 +35,9 @@ public enum YOLOLabels {
             // Written as an integer ("3") or, by some converters, as an integral float ("3.0").
             guard let classValue = Double(fields[0]), let classIndex = Int(exactly: classValue), classIndex >= 0 else {
                 throw LabelFileError(path: path, reason: "line \(number + 1): class '\(fields[0])' is not a non-negative integer")
+            }
+            if let classCount, classIndex >= classCount {
+                throw LabelFileError(path: path, reason: "line \(number + 1): class \(classIndex) is out of range for \(classCount) classes (0 to \(classCount - 1))")
             }
             var numbers: [Double] = []
             for field in fields.dropFirst() {
@@ -52,17 +56,18 @@ public enum YOLOLabels {
         return result
     }
 
-    /// Reads a YOLO label file; boxes only (any score column is ignored).
-    public static func readBoxes(_ url: URL) throws(LabelFileError) -> [BoundingBox] {
-        try readDetections(url).map(\.box)
+    /// Reads a YOLO label file; boxes only (any score column is ignored). See
+    /// ``parse(_:path:classCount:)`` for `classCount`.
+    public static func readBoxes(_ url: URL, classCount: Int? = nil) throws(LabelFileError) -> [BoundingBox] {
+        try readDetections(url, classCount: classCount).map(\.box)
     }
 
     /// Reads a YOLO file with optional scores (a missing score counts as 1).
-    public static func readDetections(_ url: URL) throws(LabelFileError) -> [Detection] {
+    public static func readDetections(_ url: URL, classCount: Int? = nil) throws(LabelFileError) -> [Detection] {
         guard let text = String(validating: try readLabelFile(url), as: UTF8.self) else {
             throw LabelFileError(path: url.path, reason: "not UTF-8 text")
         }
-        return try parse(text, path: url.path)
+        return try parse(text, path: url.path, classCount: classCount)
     }
 
     /// YOLO text for boxes (six decimals), one line each; with scores when given detections.

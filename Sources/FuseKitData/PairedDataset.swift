@@ -216,6 +216,9 @@ public struct PairedDataset: Sendable {
     public let boxFormat: BoxFileFormat?
     /// Class names used to read VOC XML boxes.
     public let vocClassNames: [String]
+    /// The number of classes boxes may have (the detector's), if known: a box of another class
+    /// is an error naming its file (and line, in YOLO text) when the sample is loaded.
+    public var boxClassCount: Int?
     /// Complete pairs, in natural stem order.
     public private(set) var pairs: [ImagePair]
     /// Problems found while listing (missing partners, missing masks).

@@ -120,10 +120,13 @@ extension PairedDataset: PairedSampleSource {
             var boxes: [BoundingBox] = []
             if let url = pair.boxes {
                 switch boxFormat ?? (url.pathExtension.lowercased() == "xml" ? .voc : .yolo) {
-                case .yolo: boxes = try YOLOLabels.readBoxes(url)
+                case .yolo: boxes = try YOLOLabels.readBoxes(url, classCount: boxClassCount)
                 case .voc:
                     boxes = try VOCAnnotation.read(url, classNames: vocClassNames,
                                                    imageSize: (infraredImage.width, infraredImage.height)).boxes
+                    if let boxClassCount, let box = boxes.first(where: { $0.classIndex >= boxClassCount }) {
+                        throw LabelFileError(path: url.path, reason: "class '\(vocClassNames[box.classIndex])' (index \(box.classIndex)) is out of range for \(boxClassCount) classes")
+                    }
                 }
             }
             var color: Image?

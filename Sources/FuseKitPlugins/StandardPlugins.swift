@@ -1,4 +1,5 @@
 import FuseKit
+import MAFS
 import MRFS
 import RestormerFusion
 import SegFormerTask
@@ -14,6 +15,7 @@ public enum StandardPlugins {
         SegFormerTaskPlugin.register(in: &registry)
         YOLOTaskPlugin.register(in: &registry)
         MRFSPlugin.register(in: &registry)
+        MAFSPlugin.register(in: &registry)
         registry.defaults = PluginRegistry.Defaults(fusion: "restormer-fusion", lossGenerator: "restormer-lpn",
                                                     smallTask: "tiny-conv-seg", segmentationTask: "segformer")
     }

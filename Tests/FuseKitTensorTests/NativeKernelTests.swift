@@ -40,6 +40,39 @@ import Testing
         }
     }
 
+    /// The AVX2 depthwise 3x3 kernel (two rows at a time, masked borders) equals the portable one
+    /// element by element on every width up to three vectors, at heights with an odd last row.
+    @Test func depthwiseForwardEqualsPortableElementwise() {
+        let weight = Random.normal([3, 1, 3, 3], seed: 8)
+        for h in [1, 2, 3, 5] {
+            for w in Array(1...25) + [31, 33, 40] {
+                let x = Random.normal([1, 3, h, w], seed: UInt64(100 * h + w))
+                let (native, portable) = Self.both { withoutGradient { Tensor.conv2d(x, weight, padding: (1, 1), groups: 3) } }
+                expectClose(native, portable, tolerance: 1e-5)
+            }
+        }
+    }
+
+    /// The AVX2 channel LayerNorm (eight pixels at a time, masked tails) agrees with the portable
+    /// one, with and without a bias, and so do their gradients (the backward reads mean and rstd).
+    @Test func channelLayerNormPathsAgree() {
+        for (c, h, w) in [(5, 3, 7), (16, 9, 10), (1, 1, 3), (3, 1, 1)] {
+            let x = Random.normal([2, c, h, w], seed: 9) * 2 + 0.5, weight = Random.normal([c], seed: 10), bias = Random.normal([c], seed: 11)
+            let seed = Random.normal([2, c, h, w], seed: 12)
+            for withBias in [true, false] {
+                let (native, portable) = Self.both {
+                    valueWithGradient(at: [x, weight, bias]) { xs -> Tensor in
+                        (Tensor.channelLayerNorm(xs[0], weight: xs[1], bias: withBias ? xs[2] : nil, eps: 1e-5) * seed).sum()
+                    }
+                }
+                let (forwardNative, forwardPortable) = Self.both { withoutGradient { Tensor.channelLayerNorm(x, weight: weight, bias: withBias ? bias : nil, eps: 1e-5) } }
+                expectClose(forwardNative, forwardPortable, tolerance: 1e-5)
+                expectClose(native.gradients[0], portable.gradients[0], tolerance: 1e-4)
+                expectClose(native.gradients[1], portable.gradients[1], tolerance: 1e-4)
+            }
+        }
+    }
+
     @Test func portableVectorMathAccuracy() {
         // The same sweep as vectorMathAccuracy, on the portable path.
         let xs = (0..<20001).map { Float($0 - 10000) * 0.0009 }

@@ -88,4 +88,30 @@ import Testing
         let error = #expect(throws: FolderEvaluation.Failure.self) { _ = try FolderEvaluation.detection(predictions: single, labels: labels) }
         #expect(error?.description.contains("line 1: expected 'stem class cx cy w h score'") == true)
     }
+
+    /// One predictions file with CRLF line endings (each "\r\n" was one Character, so the file
+    /// read as one line), and classes beyond --class-names: an error naming the file and line.
+    @Test func detectionReadsCRLFAndRefusesClassesOutOfRange() throws {
+        let root = try Self.folder("det-crlf")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let labels = root.appendingPathComponent("labels")
+        try FileManager.default.createDirectory(at: labels, withIntermediateDirectories: true)
+        try "0 0.5 0.5 0.2 0.2\r\n1 0.2 0.2 0.1 0.1\r\n".write(to: labels.appendingPathComponent("p.txt"), atomically: true, encoding: .utf8)
+        let single = root.appendingPathComponent("all.txt")
+        try "# stem class cx cy w h score\r\np 0 0.5 0.5 0.2 0.2 0.9\r\np 1 0.2 0.2 0.1 0.1 0.8\r\n".write(to: single, atomically: true, encoding: .utf8)
+        let (report, images, _) = try FolderEvaluation.detection(predictions: single, labels: labels, classCount: 2)
+        #expect(images == 1)
+        #expect(Swift.abs((report.mAP50 ?? 0) - 1) < 1e-9, "mAP50 \(String(describing: report.mAP50))")
+        #expect {
+            _ = try FolderEvaluation.detection(predictions: single, labels: labels, classCount: 1)
+        } throws: { error in
+            "\(error)".contains("\(single.path) line 3") && "\(error)".contains("class 1 is out of range for 1 classes")
+        }
+        try "p 0 0.5 0.5 0.2 0.2 0.9\r\n".write(to: single, atomically: true, encoding: .utf8)
+        #expect {
+            _ = try FolderEvaluation.detection(predictions: single, labels: labels, classCount: 1)
+        } throws: { error in
+            "\(error)".contains(labels.appendingPathComponent("p.txt").path) && "\(error)".contains("line 2: class 1 is out of range")
+        }
+    }
 }

@@ -4,7 +4,7 @@
 // `-sanitize=fuzzer,address` (see that script for why this is a separate package).
 import PackageDescription
 
-let harnesses = ["fuzz-png", "fuzz-jpeg", "fuzz-bmp", "fuzz-safetensors", "fuzz-recipe", "fuzz-yolo", "fuzz-voc"]
+let harnesses = ["fuzz-png", "fuzz-jpeg", "fuzz-bmp", "fuzz-safetensors", "fuzz-recipe", "fuzz-yolo", "fuzz-voc", "fuzz-pth"]
 
 let package = Package(
     name: "FuseKitFuzz",

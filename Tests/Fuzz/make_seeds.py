@@ -304,4 +304,41 @@ put("voc", "entities.xml", b"""<?xml version="1.0" encoding="UTF-8"?>
 <annotation><size><width>&w;</width><height>480</height></size><!-- comment --><![CDATA[x]]></annotation>
 """)
 
+# ---------------------------------------------------------------- PyTorch checkpoints (.pth)
+# The reader's test fixtures as they are (zip and legacy layouts, big-endian, nested and
+# ambiguous state dicts, a whole pickled module, and three files whose pickles call os.system,
+# builtins.eval or a legacy global: the restricted unpickler must refuse them), a small state
+# dict saved by torch (several dtypes, a strided view, shared storage) in both layouts, and the
+# bare data.pkl pickles of the zip files: the harness also reads its input as the data.pkl of an
+# archive it builds (storages 0 to 7 of 1 KiB each), so these reach the unpickler directly.
+def pth_seeds():
+    import shutil
+    import zipfile
+    fixtures = os.path.join(ROOT, "Tests", "FuseKitNNTests", "Fixtures")
+    for name in sorted(os.listdir(fixtures)):
+        if name.endswith(".pth"):
+            shutil.copyfile(os.path.join(fixtures, name), os.path.join(CORPUS, "pth", name))
+    import torch
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    state = {"conv.weight": base, "conv.bias": torch.tensor([0.5, -1.0, 2.0], dtype=torch.float16),
+             "bn.num_batches_tracked": torch.tensor(7), "view.t": base.t(), "flags": torch.tensor([True, False]),
+             "bf16": torch.tensor([1.5, -2.0], dtype=torch.bfloat16), "f64": torch.tensor([[3.25]], dtype=torch.float64)}
+    zipped, legacy = io.BytesIO(), io.BytesIO()
+    torch.save(state, zipped)
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    put("pth", "small-zip.pth", zipped.getvalue())
+    put("pth", "small-legacy.pth", legacy.getvalue())
+    zip_files = [os.path.join(CORPUS, "pth", n) for n in sorted(os.listdir(os.path.join(CORPUS, "pth")))]
+    for path in zip_files:
+        if not zipfile.is_zipfile(path):
+            continue
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                if member.endswith("/data.pkl"):
+                    put("pth", os.path.basename(path)[:-4] + "-data.pkl", archive.read(member))
+
+
+os.makedirs(os.path.join(CORPUS, "pth"), exist_ok=True)
+pth_seeds()
+
 print("seeds written to", CORPUS, file=sys.stderr)

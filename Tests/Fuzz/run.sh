@@ -4,7 +4,7 @@
 # a failed invariant, a leak, a timeout or an out-of-memory input (libFuzzer saves the input as
 # $FUZZ_OUT/<harness>-crash-*, -leak-*, -timeout-* or -oom-*).
 #
-#   Tests/Fuzz/run.sh                  # every harness, FUZZ_SECONDS (45) each
+#   Tests/Fuzz/run.sh                  # every harness, FUZZ_SECONDS (40) each
 #   Tests/Fuzz/run.sh fuzz-png         # some harnesses
 #   FUZZ_SECONDS=600 Tests/Fuzz/run.sh fuzz-jpeg
 #   FUZZ_MODE=regress Tests/Fuzz/run.sh   # only replay the seed corpora (no fuzzing)
@@ -18,11 +18,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-seconds="${FUZZ_SECONDS:-45}"
+seconds="${FUZZ_SECONDS:-40}"
 mode="${FUZZ_MODE:-fuzz}"
 out="${FUZZ_OUT:-$PWD/.build/fuzz-findings}"
 build_path="${FUZZ_BUILD_PATH:-$PWD/.build}"
-all=(fuzz-png fuzz-jpeg fuzz-bmp fuzz-safetensors fuzz-recipe fuzz-yolo fuzz-voc)
+all=(fuzz-png fuzz-jpeg fuzz-bmp fuzz-safetensors fuzz-recipe fuzz-yolo fuzz-voc fuzz-pth)
 harnesses=("${@:-${all[@]}}")
 
 echo "== building the fuzz harnesses (release, -sanitize=fuzzer,address)"

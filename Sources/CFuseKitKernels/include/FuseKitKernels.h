@@ -38,6 +38,13 @@ void fk_depthwise3x3_rows(const float *src, float *dst, long height, long width,
 /// Adds, for each of the 9 taps, sum over pixels of g[i, j] * x[i + ky - 1, j + kx - 1] to acc.
 void fk_depthwise3x3_weight_gradient_plane(const float *x, const float *g, long height, long width, double acc[9]);
 
+/// Per-pixel LayerNorm over `channels` rows (row c at x + c * channel_stride) of `count` pixels:
+/// y[c * output_stride + i] = (x - mean) * rstd * weight[c] + bias[c] (bias may be NULL), with the
+/// biased variance; mean_out and rstd_out ([count] each) may be NULL.
+void fk_channel_layernorm(const float *x, long channel_stride, long count, long channels, float eps,
+                          const float *weight, const float *bias, float *y, long output_stride,
+                          float *mean_out, float *rstd_out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -95,16 +95,18 @@ public enum FolderEvaluation {
 
     /// COCO-style AP of YOLO-format detections: `predictions` is a folder of `stem.txt` files
     /// (`class cx cy w h score`) or one file of `stem class cx cy w h score` lines; `labels` a
-    /// folder of YOLO label files. An image without predictions has no detections.
-    public static func detection(predictions: URL, labels: URL, maxDetections: Int = 100,
+    /// folder of YOLO label files. An image without predictions has no detections. With
+    /// `classCount`, a label or prediction of a class from `classCount` on is an error naming the
+    /// file and line.
+    public static func detection(predictions: URL, labels: URL, maxDetections: Int = 100, classCount: Int? = nil,
                                  progress: Progress? = nil) throws -> (report: DetectionReport, images: Int, warnings: [String]) {
         let labelFiles = try textFiles(in: labels)
         guard !labelFiles.isEmpty else { throw Failure("no .txt label files in \(labels.path)") }
-        let detections = try readDetections(predictions)
+        let detections = try readDetections(predictions, classCount: classCount)
         var evaluator = DetectionEvaluator(maxDetectionsPerImage: maxDetections)
         let stems = labelFiles.keys.sorted(by: ImageFolder.naturalOrder)
         for (index, stem) in stems.enumerated() {
-            evaluator.add(detections: detections[stem] ?? [], groundTruth: try YOLOLabels.readBoxes(labelFiles[stem]!))
+            evaluator.add(detections: detections[stem] ?? [], groundTruth: try YOLOLabels.readBoxes(labelFiles[stem]!, classCount: classCount))
             progress?(index + 1, stems.count, stem)
         }
         var warnings: [String] = []
@@ -129,12 +131,12 @@ public enum FolderEvaluation {
     }
 
     /// Detections by image stem from a folder of YOLO files or one `stem class cx cy w h score` file.
-    static func readDetections(_ url: URL) throws -> [String: [Detection]] {
+    static func readDetections(_ url: URL, classCount: Int? = nil) throws -> [String: [Detection]] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else { throw Failure("predictions \(url.path) do not exist") }
         var result: [String: [Detection]] = [:]
         if isDirectory.boolValue {
-            for (stem, file) in try textFiles(in: url) { result[stem] = try YOLOLabels.readDetections(file) }
+            for (stem, file) in try textFiles(in: url) { result[stem] = try YOLOLabels.readDetections(file, classCount: classCount) }
             return result
         }
         let text: String
@@ -143,12 +145,14 @@ public enum FolderEvaluation {
         } catch {
             throw Failure("cannot read \(url.path): \(error.localizedDescription)")
         }
-        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Any line break: "\r\n" is one Character, which splitting on "\n" would not split.
+        for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             let fields = trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," })
             guard fields.count == 7 else { throw Failure("cannot read \(url.path): line \(number + 1): expected 'stem class cx cy w h score'") }
-            result[String(fields[0]), default: []] += try YOLOLabels.parse(fields.dropFirst().joined(separator: " "), path: "\(url.path) line \(number + 1)")
+            result[String(fields[0]), default: []] += try YOLOLabels.parse(fields.dropFirst().joined(separator: " "), path: "\(url.path) line \(number + 1)",
+                                                                    classCount: classCount)
         }
         return result
     }

@@ -132,7 +132,8 @@ public final class Trainer {
     func train(resume: Bool, recipeText: String) throws -> Result? {
         var state: TrainingState
         if resume {
-            let checkpoint = try directory.loadLastCheckpoint()
+            let (checkpoint, notes) = try directory.loadCheckpointForResuming()
+            notes.forEach(observer.note)
             guard checkpoint.metadata[Self.recipeKey] == recipeText else { throw TrainingError.recipeMismatch(directory: directory.url.path) }
             state = try restore(checkpoint)
             observer.note("resuming at stage \(state.position.stage + 1), epoch \(state.position.epoch + 1), step \(state.position.globalStep)")
@@ -156,7 +157,7 @@ public final class Trainer {
                     var record = try strategy.run(plan[state.position.step], &state, environment)
                     if recipe.stages.count > 1 { record.stage = stage.name }
                     records.append(record)
-                    self.record(record)
+                    try self.record(record)
                     try advance(&state, stage: stage, recipeText: recipeText)
                 }
                 try finishEpoch(&state, stage: stage, records: records, recipeText: recipeText)
@@ -192,8 +193,8 @@ public final class Trainer {
         if stopping { throw Stop() }
     }
 
-    func record(_ r: StepRecord) {
-        log?.append(r)
+    func record(_ r: StepRecord) throws {
+        try log?.append(r)
         curves.append(r)
         logToTensorBoard { try $0.log(r) }
         observer.stepDidFinish(r)

@@ -111,8 +111,13 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case nonFinite(quantity: String, phase: TrainingPhase, epoch: Int, step: Int, lastCheckpoint: String?)
     /// `--resume` without a checkpoint to resume from.
     case nothingToResume(directory: String)
+    /// `--resume` where no checkpoint loads (each problem names its file and says why).
+    case noIntactCheckpoint(directory: String, problems: [String])
     /// The run directory holds a different recipe than the one given.
     case recipeMismatch(directory: String)
+    /// Writing a checkpoint or the log failed (a full disk); `intactCheckpoint` is the checkpoint
+    /// left to resume from, if any.
+    case writeFailed(file: String, reason: String, intactCheckpoint: String?)
     /// Data problems (too few pairs for a batch, missing labels the task needs).
     case data(String)
 
@@ -122,11 +127,16 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
             let kept = checkpoint.map { "; the last good checkpoint is \($0)" } ?? "; no checkpoint was written yet"
             return "\(quantity) is not finite in the \(phase.rawValue) phase at epoch \(epoch + 1), step \(step + 1): training stopped\(kept)"
         case .nothingToResume(let directory):
-            return "nothing to resume in \(directory): no checkpoints/last.safetensors"
+            return "nothing to resume in \(directory): no checkpoints/last.safetensors or checkpoints/previous.safetensors"
+        case .noIntactCheckpoint(let directory, let problems):
+            return "nothing to resume in \(directory): no checkpoint is intact (" + problems.joined(separator: "; ") + ")"
         case .recipeMismatch(let directory):
             return "the run directory \(directory) was started with a different recipe; use another --out or the same recipe"
         case .data(let message):
             return message
+        case .writeFailed(let file, let reason, let intact):
+            let kept = intact.map { "; \($0) is intact: free some space, then continue with --resume" } ?? "; no checkpoint was written yet"
+            return "cannot write \(file): \(reason): training stopped\(kept)"
         }
     }
 }
@@ -134,6 +144,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
 /// Appends step records to `log.jsonl`, one JSON object per line.
 final class TrainingLog {
     private let handle: FileHandle
+    private let directory: RunDirectory
     private let encoder = TrainingLog.encoder
 
     static var encoder: JSONEncoder {
@@ -142,19 +153,24 @@ final class TrainingLog {
         return encoder
     }
 
-    init(url: URL, truncate: Bool) throws {
+    init(directory: RunDirectory, truncate: Bool) throws {
+        let url = directory.logFile
         if truncate || !FileManager.default.fileExists(atPath: url.path) {
             _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         }
+        self.directory = directory
         handle = try FileHandle(forWritingTo: url)
         handle.seekToEndOfFile()
     }
 
-    func append(_ record: StepRecord) {
-        if let data = try? encoder.encode(record) {
-            handle.write(data)
-            handle.write(Data("\n".utf8))
-        }
+    /// Appends one line.
+    ///
+    /// - Throws: ``TrainingError/writeFailed(file:reason:intactCheckpoint:)`` when the write
+    ///   fails (a full disk).
+    func append(_ record: StepRecord) throws {
+        var line = try encoder.encode(record)
+        line.append(UInt8(ascii: "\n"))
+        try directory.writing(directory.logFile) { try handle.write(contentsOf: line) }
     }
 
     deinit { try? handle.close() }

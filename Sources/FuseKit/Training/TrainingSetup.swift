@@ -97,8 +97,15 @@ public struct TrainingSetup: Sendable {
                 guard let l = DatasetLayout(name: name) else { throw RecipeError(file: recipe.file, line: nil, "unknown data layout '\(name)'") }
                 return l
             }
-            train = try PairedDataset(root: base, layout: chosen, split: trainSplit ?? "train").validatedForTraining()
-            let testSet = try PairedDataset(root: base, layout: chosen, split: testSplit ?? "test")
+            // Boxes are checked against the detector's classes as they are loaded.
+            let boxClasses = models.values.lazy.compactMap { module -> Int? in
+                if case .detection(let classes)? = (module as? any TaskNet)?.kind { return classes } else { return nil }
+            }.first
+            var trainSet = try PairedDataset(root: base, layout: chosen, split: trainSplit ?? "train").validatedForTraining()
+            trainSet.boxClassCount = boxClasses
+            train = trainSet
+            var testSet = try PairedDataset(root: base, layout: chosen, split: testSplit ?? "test")
+            testSet.boxClassCount = boxClasses
             let (usable, skipped) = testSet.droppingInconsistentPairs()
             for problem in skipped { FileHandle.standardError.write(Data("warning: skipping test pair: \(problem)\n".utf8)) }
             test = usable

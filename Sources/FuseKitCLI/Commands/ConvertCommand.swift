@@ -22,6 +22,13 @@ struct ConvertCommand: ParsableCommand {
     @Argument(help: "The safetensors file to write.")
     var destination: String
 
+    func validate() throws {
+        let sourceFile = WeightsReference(source).path
+        if URL(fileURLWithPath: sourceFile).standardizedFileURL.path == URL(fileURLWithPath: destination).standardizedFileURL.path {
+            throw ValidationError("SOURCE and DESTINATION are the same file (\(destination)): converting would overwrite the weights it reads")
+        }
+    }
+
     func run() throws {
         let loaded = try WeightsFile.convert(WeightsReference(source), to: URL(fileURLWithPath: destination))
         print("wrote \(loaded.summary) to \(destination)")

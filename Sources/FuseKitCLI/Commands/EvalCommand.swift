@@ -160,11 +160,16 @@ struct EvalDetectionCommand: ParsableCommand {
     @Flag(help: "Print one JSON object to standard output instead of a table.")
     var json = false
 
+    func validate() throws {
+        guard maxDetections >= 1 else { throw ValidationError("--max-detections must be at least 1") }
+    }
+
     func run() throws {
         let names = classNames.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
         let progress = ProgressBar(total: 0, label: "eval-det", unit: "img")
         let (report, images, warnings) = try FolderEvaluation.detection(
-            predictions: URL(fileURLWithPath: pred), labels: URL(fileURLWithPath: labels), maxDetections: maxDetections) { done, total, name in
+            predictions: URL(fileURLWithPath: pred), labels: URL(fileURLWithPath: labels), maxDetections: maxDetections,
+            classCount: classNames == nil ? nil : names.count) { done, total, name in
             progress.update(completed: done, total: total, status: name)
         }
         progress.finish()

@@ -15,16 +15,23 @@ struct GradcheckCommand: ParsableCommand {
     @Option(help: "Task plugin of the hypergradient check (default: the registry's small task net).")
     var task: String?
 
+    func validate() throws {
+        let registry = CommandContext.registry
+        if let plugin, !registry.all.contains(where: { $0.name == plugin }) {
+            let hint = closestMatch(to: plugin, in: registry.all.map(\.name)).map { "; did you mean '\($0)'?" } ?? ""
+            throw ValidationError("no plugin '\(plugin)'\(hint)")
+        }
+        if let task, (try? registry.descriptor(task, kind: .task)) == nil {
+            let names = registry.names(of: .task)
+            let hint = closestMatch(to: task, in: names).map { "; did you mean '\($0)'?" } ?? ""
+            throw ValidationError("--task '\(task)' is not a task plugin\(hint); task plugins: \(names.joined(separator: ", "))")
+        }
+    }
+
     func run() throws {
         let registry = CommandContext.registry
         var descriptors = registry.all
-        if let plugin {
-            descriptors = descriptors.filter { $0.name == plugin }
-            if descriptors.isEmpty {
-                let hint = closestMatch(to: plugin, in: registry.all.map(\.name)).map { "; did you mean '\($0)'?" } ?? ""
-                throw ValidationError("no plugin '\(plugin)'\(hint)")
-            }
-        }
+        if let plugin { descriptors = descriptors.filter { $0.name == plugin } }
         var failed = false
         for d in descriptors {
             let started = Date()

@@ -5,7 +5,7 @@ import FuseKit
 /// `fusekit recipe check FILE`.
 struct RecipeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "recipe", abstract: "Work with recipes.",
-                                                    subcommands: [Check.self])
+                                                    subcommands: [Check.self], defaultSubcommand: Check.self)
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -33,6 +33,10 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("stop-after"), help: "Stop after this many steps (writing a checkpoint to resume from).")
     var stopAfter: Int?
 
+    func validate() throws {
+        if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after must be at least 1") }
+    }
+
     func run() throws {
         let url = URL(fileURLWithPath: recipe)
         let parsed = try Recipe.load(from: url)

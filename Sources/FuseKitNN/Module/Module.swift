@@ -157,6 +157,9 @@ public enum Initializer: Sendable {
     case normal(mean: Float, std: Float)
     /// N(0, std²) truncated to [-2, 2] (absolute bounds, as `trunc_normal_`'s defaults).
     case truncatedNormal(std: Float)
+    /// The identity matrix (a square rank-2 shape): e.g. the permutation of an LU-factored
+    /// invertible 1x1 convolution that starts as the identity.
+    case identity
 
     /// Draws a tensor.
     public func make(_ shape: [Int], using rng: inout RandomGenerator) -> Tensor {
@@ -179,6 +182,9 @@ public enum Initializer: Sendable {
                 values[i] = v
             }
             return Tensor(shape: shape, scalars: values)
+        case .identity:
+            precondition(shape.count == 2 && shape[0] == shape[1], "the identity initialiser needs a square matrix, got \(shape)")
+            return Tensor.eye(shape[0])
         }
     }
 }

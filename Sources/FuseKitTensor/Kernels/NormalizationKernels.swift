@@ -13,12 +13,13 @@ extension Kernels {
         let pb = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
         let chunk = 512
         let chunks = (pixels + chunk - 1) / chunk
+        let native = NativeKernels.enabled
         Parallel.forEach(batch * chunks, itemCost: chunk * channels * 4) { item in
             let b = item / chunks, start = (item % chunks) * chunk, n = Swift.min(chunk, pixels - start)
             let base = b * channels * pixels + start
             channelLayerNormSpan(px.base + base, channelStride: pixels, count: n, channels: channels, eps: eps, weight: pw.base,
                                  bias: pb?.base, py.base + base, outputStride: pixels,
-                                 mean: pm.base + b * pixels + start, rstd: pr.base + b * pixels + start)
+                                 mean: pm.base + b * pixels + start, rstd: pr.base + b * pixels + start, native: native)
         }
     }
 
@@ -27,7 +28,11 @@ extension Kernels {
     static func channelLayerNormSpan(_ x: UnsafePointer<Float>, channelStride: Int, count n: Int, channels: Int, eps: Float,
                                      weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                      _ y: UnsafeMutablePointer<Float>, outputStride: Int,
-                                     mean m: UnsafeMutablePointer<Float>, rstd r: UnsafeMutablePointer<Float>) {
+                                     mean m: UnsafeMutablePointer<Float>, rstd r: UnsafeMutablePointer<Float>, native: Bool) {
+        if native {
+            fk_channel_layernorm(x, channelStride, n, channels, eps, weight, bias, y, outputStride, m, r)
+            return
+        }
         let invC = 1 / Float(channels)
         m.initialize(repeating: 0, count: n)
         for c in 0..<channels {

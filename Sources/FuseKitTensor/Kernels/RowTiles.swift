@@ -230,7 +230,7 @@ struct SlidingStage {
         if let normed, let scratch, let normWeight {
             Kernels.channelLayerNormSpan(input + rows.lowerBound * width, channelStride: plane, count: n, channels: inChannels, eps: eps,
                                          weight: normWeight, bias: normBias, normed, outputStride: n,
-                                         mean: scratch, rstd: scratch + capacityRows * width)
+                                         mean: scratch, rstd: scratch + capacityRows * width, native: native)
             source = UnsafePointer(normed)
             sourceStride = n
         } else {

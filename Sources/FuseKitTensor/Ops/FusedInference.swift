@@ -59,7 +59,9 @@ extension Tensor {
                 chunk.store(t + 2 * dim * p, into: v)
             }
         }
-        return statistics.mix(v, temperature: temperature, projection: projectOut, residual: residual)
+        return Profiler.measure("fused channelAttention.mix", flops: 2 * Double(n * plane) * Double(projectOut.shape[0] * dim)) {
+            statistics.mix(v, temperature: temperature, projection: projectOut, residual: residual)
+        }
     }
 }
 

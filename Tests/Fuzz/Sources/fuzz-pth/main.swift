@@ -1,0 +1,3 @@
+import FuzzHarnesses
+
+Fuzzing.run(TorchHarness.run)
