@@ -135,12 +135,15 @@ public protocol JointModel: Module {
     var fusedChannels: Int { get }
     /// The names of ``JointOutput/auxiliary`` (what loss terms may name as `output`).
     var auxiliaryOutputNames: [String] { get }
+    /// The smallest image height and width the model takes (1 when any size will do).
+    var minimumSide: Int { get }
     /// The forward pass.
     func forward(_ input: JointInput, _ p: Scope) -> JointOutput
 }
 
 extension JointModel {
     public var auxiliaryOutputNames: [String] { [] }
+    public var minimumSide: Int { 1 }
 
     /// Class maps [B, H, W] (argmax of the logits).
     public func predict(_ input: JointInput, _ p: Scope) -> TaskPredictions {

@@ -88,8 +88,10 @@ struct FuseCommand: ParsableCommand {
         guard let model = model ?? registry.defaults.fusion else { throw ValidationError("fuse needs --model NAME (see 'fusekit plugins')") }
         let pluginParameters = try PluginParameters.parsing(parameters, plugin: model)
         let fusePair: PairFusion
+        var minimumSide = 1
         if try registry.descriptor(model).kind == .joint {
             let joint = try registry.makeJoint(model, pluginParameters)
+            minimumSide = joint.minimumSide
             let state = try Self.loadWeights(weights!, for: joint, checkpointModel: nil)
             fusePair = Self.jointFusion(joint, state: state, normalizes: !noNormalize, segment: segment)
         } else {
@@ -130,6 +132,12 @@ struct FuseCommand: ParsableCommand {
             let (infrared, visible) = try sources.value(at: i)
             guard infrared.width == visible.width && infrared.height == visible.height else {
                 let problem = "\(pair.infrared.path) is \(infrared.width)x\(infrared.height) but \(pair.visible.path) is \(visible.width)x\(visible.height)"
+                if !isFolder.boolValue { throw ValidationError("cannot fuse: \(problem)") }
+                progress.log("skipping \(pair.name): \(problem)")
+                continue
+            }
+            guard Swift.min(infrared.width, infrared.height) >= minimumSide else {
+                let problem = "\(pair.name) is \(infrared.width)x\(infrared.height); '\(model)' needs at least \(minimumSide) pixels a side"
                 if !isFolder.boolValue { throw ValidationError("cannot fuse: \(problem)") }
                 progress.log("skipping \(pair.name): \(problem)")
                 continue
