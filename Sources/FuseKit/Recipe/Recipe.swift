@@ -143,7 +143,8 @@ public struct StageSettings: Sendable {
     public var frozenLine: Int?
     /// Steps per epoch at most (nil: one pass over the training set).
     public var stepsPerEpoch: Int?
-    /// Whether schedules step per epoch (official StepLR) or per optimisation step.
+    /// Whether schedules step per epoch (official StepLR) or per optimisation step, counted from
+    /// the stage's own start.
     public var scheduleUnit: ScheduleUnit
     /// Write the last checkpoint every this many steps (and at every epoch end).
     public var checkpointEvery: Int

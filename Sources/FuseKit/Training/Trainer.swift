@@ -153,6 +153,7 @@ public final class Trainer {
                 var records: [StepRecord] = []
                 while state.position.step < plan.count {
                     let environment = StepEnvironment(seed: recipe.seed, position: state.position, scheduleUnit: stage.scheduleUnit,
+                                                      stageStep: state.position.epoch * plan.count + state.position.step,
                                                       runDirectory: directory, parallel: parallel)
                     var record = try strategy.run(plan[state.position.step], &state, environment)
                     if recipe.stages.count > 1 { record.stage = stage.name }

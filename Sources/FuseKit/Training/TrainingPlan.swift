@@ -88,11 +88,13 @@ struct StepEnvironment {
     let seed: UInt64
     let position: TrainingPosition
     let scheduleUnit: StageSettings.ScheduleUnit
+    /// Steps of this stage before this one (each stage's schedules start at its own first step).
+    let stageStep: Int
     let runDirectory: RunDirectory
     let parallel: DataParallelism
 
-    /// The schedule step of the position: the epoch or the global step.
-    var scheduleStep: Int { scheduleUnit == .epoch ? position.epoch : position.globalStep }
+    /// The schedule step of the position: the stage's epoch or its step.
+    var scheduleStep: Int { scheduleUnit == .epoch ? position.epoch : stageStep }
 
     /// The learning rate of a model at this step.
     func learningRate(_ model: TrainedModel) -> Float { model.learningRate(at: scheduleStep) }
