@@ -107,6 +107,39 @@ import Testing
         }
     }
 
+    /// Per-step schedules start again in every stage: the fusion net's warm-up begins at its
+    /// start factor in the pretraining stage and again in the joint stage.
+    @Test func perStepSchedulesStartAtEachStage() throws {
+        let dir = try Self.scratch("stage-schedules")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = """
+        name: stage-schedules
+        seed: 4
+        data:
+          synthetic: { train-count: 4, test-count: 1, width: 32, height: 32, seed: 5 }
+          batch-size: 1
+          crop: [16, 16]
+          modality-swap: false
+        models:
+          fusion:
+            plugin: restormer-fusion
+            parameters: { dim: 4, blocks: 1, heads: 2 }
+            optimizer: { kind: adam, learning-rate: 0.001 }
+            schedule: { kind: constant, warmup: 4, warmup-start-factor: 0.25 }
+        stages:
+          - { name: pretraining, strategy: masked-pretraining, epochs: 1, train: [fusion], schedule-unit: step, masking: { grid: 4 },
+              losses: [{ term: masked-l1 }], preview-pairs: 0 }
+          - { name: joint, strategy: joint, epochs: 1, train: [fusion], schedule-unit: step, losses: [{ term: intensity-max }], preview-pairs: 0 }
+        evaluation: { metrics: [EN] }
+        """
+        _ = try Self.trainer(text, dir).run(recipeText: text)
+        let rates = RunDirectory(dir).readLog().map { $0.learningRates["fusion"]! }
+        #expect(rates.count == 8)
+        let start = Double(Float(0.001) * 0.25)
+        #expect(abs(rates[0] - start) < 1e-9 && abs(rates[4] - start) < 1e-9, "\(rates)")
+        #expect(rates[3] > rates[0] && rates[7] > rates[4])
+    }
+
     @Test func resumingAcrossStageBoundariesIsExact() throws {
         let straight = try Self.scratch("stages-straight"), interrupted = try Self.scratch("stages-interrupted")
         defer {
