@@ -281,7 +281,8 @@ public struct Checkpoint: Sendable, Equatable {
 
         for (key, tensor) in tensors {
             let parts = key.split(separator: ".", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
-            guard parts.count == 3, !parts[2].isEmpty else {
+            // A name ending in a dot has an empty last component, which ``save(to:)`` refuses.
+            guard parts.count == 3, !parts[2].isEmpty, !parts[2].hasSuffix(".") else {
                 throw invalid("tensor '\(key)' is not of the form <model>.param|buffer|optim.<name>")
             }
             let (model, part, rest) = (parts[0], parts[1], parts[2])
