@@ -17,7 +17,10 @@ import MAFS
         let block = try MAFSParityTests.blockCases()[name]!
         var state = block.module.initialState(seed: 21)
         var noise = RandomGenerator(seed: 22)
-        for (key, value) in state.parameters { state.parameters[key] = value + Tensor.normal(value.shape, std: 0.05, using: &noise) }
+        // In name order: a dictionary's own order changes from process to process.
+        for key in state.parameters.keys.sorted() {
+            state.parameters[key]! = state.parameters[key]! + Tensor.normal(state.parameters[key]!.shape, std: 0.05, using: &noise)
+        }
         let f = try MAFSFixture.tensors()
         var rng = RandomGenerator(seed: 11)
         var leaves = state.parameters
@@ -51,7 +54,8 @@ import MAFS
         let inv = block.module as! InvBlock
         var state = MAFSParityTests.state(for: inv, prefix: block.prefix)
         var rng = RandomGenerator(seed: seed)
-        for (name, value) in state.parameters {
+        for name in state.parameters.keys.sorted() {
+            let value = state.parameters[name]!
             let rms = Swift.max((value * value).mean().item.squareRoot(), 1e-3)
             state.parameters[name] = value + Tensor.normal(value.shape, std: 0.1 * rms, using: &rng)
         }
