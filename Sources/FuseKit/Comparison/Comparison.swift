@@ -47,7 +47,8 @@ public protocol ComparisonObserver: AnyObject {
 /// the rest.
 public final class Comparison {
     public let methods: [ComparisonMethod]
-    /// The training seeds: each method's recipe seed plus 0, 1, … (the data seed stays the recipe's).
+    /// Each method trains with seeds 1 through `seedCount`, whatever its recipe's seed (so that
+    /// run k of every method has the same seed); the data seed stays the recipe's.
     public let seedCount: Int
     public let output: URL
     public let registry: PluginRegistry
@@ -94,8 +95,8 @@ public final class Comparison {
                     Run(method: method, name: "weights-\(k + 1)", seed: nil, weights: url, folder: folder.appendingPathComponent("weights-\(k + 1)"))
                 }
             }
-            return (0..<seedCount).map { k in
-                let seed = method.recipe.seed + UInt64(k)
+            return (1...seedCount).map { k in
+                let seed = UInt64(k)
                 return Run(method: method, name: "seed-\(seed)", seed: seed, weights: nil, folder: folder.appendingPathComponent("seed-\(seed)"))
             }
         }

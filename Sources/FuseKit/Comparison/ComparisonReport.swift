@@ -136,8 +136,8 @@ public struct ComparisonReport: Sendable {
 
     /// What the tests are, in words.
     public var testDescription: String {
-        "Each pair of methods is compared on runs paired by seed (the k-th seed of one against the k-th seed of the other: the same data, "
-            + "the same batch order). The verdict is a two-sided paired t-test over the seeds' scores at α = \(Self.alpha): a difference "
+        "Each pair of methods is compared on runs paired by seed (each method's run with seed k against the other's with seed k; "
+            + "every method sees the same training and test scenes). The verdict is a two-sided paired t-test over the seeds' scores at α = \(Self.alpha): a difference "
             + "exceeds the seed-to-seed noise when the t-test rejects \"no difference\". The interval is a 95% paired bootstrap "
             + "(2000 resamples of the seeds and, for the fusion metrics and mIoU, of the test images, the same draws for both methods); "
             + "it also reflects the test images' variability, which the t-test does not."

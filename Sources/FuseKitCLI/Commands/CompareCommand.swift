@@ -8,8 +8,8 @@ struct CompareCommand: ParsableCommand {
         commandName: "compare",
         abstract: "Train recipes under several seeds (or evaluate given weights), score every run on one test split, and report the comparison.",
         discussion: """
-        Each recipe is a method, named by its recipe's name; run k trains with the recipe's seed + k (the data seed stays the \
-        recipe's, so every method sees the same scenes). The report (OUT/report.md, report.html, report.json, table.csv, runs.csv, \
+        Each recipe is a method, named by its recipe's name; its runs train with seeds 1 to N in place of the recipe's seed \
+        (the data seed stays the recipe's, so every method sees the same scenes). The report (OUT/report.md, report.html, report.json, table.csv, runs.csv, \
         charts/, pictures/) gives the mean ± standard deviation of every fusion metric and task score, per-class task scores, \
         and for each pair of methods a paired t-test over seeds and a paired bootstrap over seeds and test images. Run again \
         with the same --out, it keeps finished runs and resumes an interrupted one.
