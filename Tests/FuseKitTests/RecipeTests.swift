@@ -22,9 +22,20 @@ import YOLOTask
         try String(contentsOf: recipes.appendingPathComponent(name), encoding: .utf8)
     }
 
-    /// Every recipe in `recipes/` is valid.
+    /// Every recipe in `recipes/` and its folders (as `demo/tdfusion.yaml`) is valid.
     static var shipped: [String] {
-        (try? FileManager.default.contentsOfDirectory(atPath: recipes.path).filter { $0.hasSuffix(".yaml") }.sorted()) ?? []
+        (FileManager.default.subpaths(atPath: recipes.path) ?? []).filter { $0.hasSuffix(".yaml") }.sorted()
+    }
+
+    /// The demo's recipes (`fusekit demo`) form one comparison: the same test split, the same task.
+    @Test func demoRecipesAreComparable() throws {
+        let folder = Self.recipes.appendingPathComponent("demo")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files == ["fixed-weights.yaml", "mafs.yaml", "mrfs.yaml", "tdfusion.yaml"])
+        let methods = try files.map { try ComparisonMethod.load(folder.appendingPathComponent($0)) }
+        let comparison = try Comparison(methods: methods, seedCount: 3, output: FileManager.default.temporaryDirectory, registry: Self.registry())
+        let setups = try comparison.checkedSetups()
+        #expect(setups.allSatisfy { $0.testSource.count >= 32 }, "the demo scores every method on at least 32 test scenes")
     }
 
     @Test(arguments: shipped)

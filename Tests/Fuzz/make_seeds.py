@@ -258,13 +258,18 @@ put("safetensors", "checkpoint-v2.safetensors", fusekit_checkpoint(checkpoint_te
 
 
 # ---------------------------------------------------------------- recipes, YOLO txt, VOC XML
-# The shipped recipes without their comments (shorter inputs run faster), demo.yaml as it is.
-for name in sorted(os.listdir(os.path.join(ROOT, "recipes"))):
-    with open(os.path.join(ROOT, "recipes", name), "rb") as f:
+# The shipped recipes without their comments (shorter inputs run faster), the demo's TDFusion
+# recipe as it is (demo.yaml: comments and all).
+for name in sorted(os.listdir(os.path.join(ROOT, "recipes"))) + ["demo/tdfusion.yaml"]:
+    path = os.path.join(ROOT, "recipes", name)
+    if not os.path.isfile(path):
+        continue
+    with open(path, "rb") as f:
         text = f.read()
-    if name != "demo.yaml":
-        text = b"".join(line for line in text.splitlines(keepends=True) if not line.lstrip().startswith(b"#"))
-    put("recipe", name, text)
+    if name.startswith("demo/"):
+        put("recipe", "demo.yaml", text)
+    else:
+        put("recipe", name, b"".join(line for line in text.splitlines(keepends=True) if not line.lstrip().startswith(b"#")))
 # One small recipe per group of settings, so that mutations reach each value quickly.
 put("recipe", "min-schedules.yaml", b"""data: { synthetic: { train-count: 2, test-count: 1, width: 8, height: 8, night-fraction: 0.5, seed: 3 } }
 fusion: { plugin: f, schedule: { kind: step, step: 2, gamma: 0.5, warmup: 1, warmup-start-factor: 0.1 } }

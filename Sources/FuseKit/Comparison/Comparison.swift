@@ -109,7 +109,14 @@ public final class Comparison {
         return try TrainingSetup.make(recipe: recipe, registry: registry, dataRoot: dataRoot)
     }
 
-    /// Every method is scored on the same test pairs with the same task.
+    /// Each method's setup (with its first run's seed), checked to be comparable: every method is
+    /// scored on the same test pairs and has the same task. Nothing is trained.
+    public func checkedSetups() throws -> [TrainingSetup] {
+        let setups = try methods.map { m in try setup(runs.first { $0.method.name == m.name }!) }
+        try checkCommonGround(setups)
+        return setups
+    }
+
     func checkCommonGround(_ setups: [TrainingSetup]) throws {
         let first = setups[0]
         let names = (0..<first.testSource.count).map { try? first.testSource.sample(at: $0, includeColor: false).name }
@@ -150,8 +157,7 @@ public final class Comparison {
     /// Trains (or evaluates) every run not already finished, then gathers their scores.
     public func run(observer: ComparisonObserver) throws -> Outcome {
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-        let setups = try methods.map { m in try setup(runs.first { $0.method.name == m.name }!) }
-        try checkCommonGround(setups)
+        let setups = try checkedSetups()
         let plan = runs
         var durations: [String: [Double]] = [:]
         var scores: [RunScores] = []
