@@ -162,7 +162,8 @@ public final class Comparison {
         var durations: [String: [Double]] = [:]
         var scores: [RunScores] = []
         let grid = PictureGrid(folder: output.appendingPathComponent("pictures"), methods: methods.map(\.name))
-        try grid.writeSources(setups[0].testSource, pairs: picturePairs)
+        // The sources in colour when any method reads colour.
+        try grid.writeSources((setups.first { $0.recipe.data.visible == .rgb } ?? setups[0]).testSource, pairs: picturePairs)
         for (index, run) in plan.enumerated() {
             let started = Date()
             if let reused = RunScores.read(in: run.folder), reused.recipeText == run.recipeText, reused.weights == run.weights?.path {

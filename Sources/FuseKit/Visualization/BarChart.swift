@@ -21,7 +21,7 @@ public enum BarChart {
                                                   (0.580, 0.404, 0.741), (1.0, 0.498, 0.055), (0.549, 0.337, 0.294)]
 
     /// A white image with the title on top, the y axis with ticks, and the bars.
-    public static func render(title: String, bars: [Bar], width: Int = 480, height: Int = 300) -> Image {
+    public static func render(title: String, bars: [Bar], width: Int = 560, height: Int = 300) -> Image {
         var canvas = PlotCanvas(width: width, height: height)
         canvas.text(title, x: 8, y: 6)
         let finite = bars.map { $0.values.filter(\.isFinite) }
