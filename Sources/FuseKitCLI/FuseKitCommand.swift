@@ -82,7 +82,7 @@ struct FuseKitCommand: ParsableCommand {
         commandName: "fusekit",
         abstract: "Task-driven infrared-visible image fusion on the CPU: TDFusion, MRFS and MAFS as plugins.",
         version: FuseKitVersion.string,
-        subcommands: [VersionCommand.self, DoctorCommand.self, DemoCommand.self, FuseCommand.self, ConvertCommand.self, TrainCommand.self,
+        subcommands: [VersionCommand.self, DoctorCommand.self, DemoCommand.self, CompareCommand.self, FuseCommand.self, ConvertCommand.self, TrainCommand.self,
                       GradcheckCommand.self, RecipeCommand.self, PluginsCommand.self, LossesCommand.self, InspectCommand.self, BenchCommand.self,
                       EvalCommand.self, EvalSegmentationCommand.self, EvalDetectionCommand.self])
 }

@@ -20,6 +20,13 @@ public struct ConfusionMatrix: Sendable, Equatable {
         self.counts = [Int](repeating: 0, count: classCount * classCount)
     }
 
+    /// A matrix with these counts (`[label * classCount + prediction]`), e.g. read back from a report.
+    public init(classCount: Int, counts: [Int], ignoreIndex: Int32 = LabelMap.ignoreIndex) {
+        precondition(counts.count == classCount * classCount, "ConfusionMatrix: \(counts.count) counts for \(classCount) classes")
+        self.init(classCount: classCount, ignoreIndex: ignoreIndex)
+        self.counts = counts
+    }
+
     /// Adds one image's prediction and label (same length, row-major class indices).
     public mutating func add(prediction: [Int32], label: [Int32]) {
         precondition(prediction.count == label.count, "ConfusionMatrix.add: \(prediction.count) predictions for \(label.count) labels")

@@ -34,6 +34,9 @@ public struct TaskEvaluation: Sendable {
     public var kind: TaskKind
     public var segmentation: SegmentationReport?
     public var detection: DetectionReport?
+    /// Each image's own confusion matrix, in evaluation order (segmentation): what resampling
+    /// over images (``ComparisonStatistics``) recomputes the scores from.
+    public var imageConfusions: [ConfusionMatrix] = []
 
     /// The headline number in percent: mIoU for segmentation, mAP@0.5 for detection.
     public var headline: Double? {
@@ -132,6 +135,7 @@ public struct RunEvaluator {
         var confusion = pipeline.taskKind.map { ConfusionMatrix(classCount: $0.classes) }
         var detections = DetectionEvaluator()
         var sawDetectionLabels = false
+        var imageConfusions: [ConfusionMatrix] = []
         for folder in [outputFolder, predictionFolder].compactMap({ $0 }) {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         }
@@ -160,7 +164,11 @@ public struct RunEvaluator {
                         try LabelMap(width: sample.width, height: sample.height, values: predicted)
                             .write(to: predictionFolder.appendingPathComponent(sample.name + ".png"))
                     }
-                    if let label = sample.segmentation { confusion?.add(prediction: predicted, label: label.values) }
+                    if let label = sample.segmentation, var image = confusion.map({ ConfusionMatrix(classCount: $0.classCount) }) {
+                        image.add(prediction: predicted, label: label.values)
+                        confusion?.merge(image)
+                        imageConfusions.append(image)
+                    }
                 case .detection(let perImage):
                     sawDetectionLabels = true
                     let found = perImage.first ?? []
@@ -177,7 +185,7 @@ public struct RunEvaluator {
             switch kind {
             case .segmentation:
                 if let confusion, confusion.counts.contains(where: { $0 > 0 }) {
-                    taskResult = TaskEvaluation(kind: kind, segmentation: confusion.report(), detection: nil)
+                    taskResult = TaskEvaluation(kind: kind, segmentation: confusion.report(), detection: nil, imageConfusions: imageConfusions)
                 }
             case .detection:
                 if sawDetectionLabels { taskResult = TaskEvaluation(kind: kind, segmentation: nil, detection: detections.report()) }

@@ -215,21 +215,11 @@ public final class Trainer {
 
     // MARK: Evaluation pipelines
 
-    /// What the run produces at the end: its joint model, or its fusion net and task net.
-    func runPipeline(_ state: TrainingState) -> EvaluationPipeline? {
-        if let (role, joint) = setup.joint, let weights = state.models[role] { return .joint(joint, state: weights) }
-        if let fusion = setup.fusion, let weights = state.models[.fusion] {
-            let task = setup.task.flatMap { t in state.models[.task].map { (t, $0, setup.taskInput(for: .task)) } }
-            return .cascade(fuser: Fuser(fusion: fusion, state: weights), task: task)
-        }
-        return nil
-    }
-
     /// What a stage is scored by at its epoch ends: the run's pipeline when the stage trains one of
     /// its models; a task net trained alone on the visible images; else nothing (pretraining).
     func stagePipeline(_ stage: StageSettings, _ state: TrainingState) -> (pipeline: EvaluationPipeline, isRunPipeline: Bool)? {
         let runRoles: Set<ModelRole> = setup.joint.map { [$0.role] } ?? [.fusion, .task]
-        if stage.strategy != .maskedPretraining, stage.trained.contains(where: { runRoles.contains($0.role) }), let pipeline = runPipeline(state) {
+        if stage.strategy != .maskedPretraining, stage.trained.contains(where: { runRoles.contains($0.role) }), let pipeline = setup.evaluationPipeline(state) {
             return (pipeline, true)
         }
         if stage.strategy == .joint, let models = try? StageModels(stage: stage, models: setup.models), models.fusion == nil, models.joint == nil,
@@ -307,7 +297,7 @@ public final class Trainer {
     func writePreviews(_ state: TrainingState, stage: StageSettings, epoch: Int) throws {
         let folder = directory.previews(stage: recipe.stages.count > 1 ? stage.name : nil, epoch: epoch)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let pipeline = runPipeline(state)
+        let pipeline = setup.evaluationPipeline(state)
         let stageName = recipe.stages.count > 1 ? stage.name : nil
         func preview(_ image: Image, _ pair: String, _ kind: String) throws {
             try image.write(to: folder.appendingPathComponent("\(pair)-\(kind).png"))
@@ -334,8 +324,20 @@ public final class Trainer {
 
     // MARK: Final evaluation
 
+    /// The models (and optimiser states and position) of a checkpoint of this recipe.
+    public func restoredState(from url: URL) throws -> TrainingState { try restore(Checkpoint.load(from: url)) }
+
+    /// Evaluates the models of a checkpoint of this recipe on the test split, as the end of
+    /// training does (fused images, predictions and metrics into the run directory), without
+    /// training: `fusekit compare --weights`.
+    public func evaluate(checkpoint url: URL) throws -> Result {
+        let state = try restoredState(from: url)
+        try FileManager.default.createDirectory(at: directory.url, withIntermediateDirectories: true)
+        return try finalEvaluation(state)
+    }
+
     func finalEvaluation(_ state: TrainingState) throws -> Result {
-        guard let pipeline = runPipeline(state) else { throw TrainingError.data("the recipe trains no fusion net or joint model to evaluate") }
+        guard let pipeline = setup.evaluationPipeline(state) else { throw TrainingError.data("the recipe trains no fusion net or joint model to evaluate") }
         let evaluator = RunEvaluator(pipeline: pipeline, metrics: recipe.evaluation.metrics, convention: recipe.evaluation.perPair ? .perPairMean : .sum)
         observer.note("evaluating on \(Swift.min(setup.testSource.count, recipe.evaluation.maxPairs ?? Int.max)) test pairs")
         let (fusion, task) = try evaluator.evaluate(setup.testSource, limit: recipe.evaluation.maxPairs,

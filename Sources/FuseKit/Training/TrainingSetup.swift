@@ -118,6 +118,17 @@ public struct TrainingSetup: Sendable {
                              lossTerms: registry.lossTerms)
     }
 
+    /// What a run of these models produces, given their weights: its joint model, or its fusion
+    /// net and (when it has one) the task net on the fused images; nil when `state` holds neither.
+    public func evaluationPipeline(_ state: TrainingState) -> EvaluationPipeline? {
+        if let (role, joint) = joint, let weights = state.models[role] { return .joint(joint, state: weights) }
+        if let fusion, let weights = state.models[.fusion] {
+            let taskNet = task.flatMap { t in state.models[.task].map { (t, $0, taskInput(for: .task)) } }
+            return .cascade(fuser: Fuser(fusion: fusion, state: weights), task: taskNet)
+        }
+        return nil
+    }
+
     /// Maps fused images [B, C, H, W] to the input of the task net of `role`: bilinear resize to
     /// its `input-size`, the gray channel repeated when it expects colour (and the luma taken when
     /// it expects gray of a colour image).
