@@ -82,18 +82,14 @@ import MAFS
     }
 
     /// `fusekit gradcheck --plugin mafs`: the whole network (its smallest configuration, batch 2,
-    /// 64x64) in training mode, every parameter and the input. KNOWN FAILURE of the finite-difference
-    /// comparison (vjp and jvp 3.3e-2 against the 1e-2 tolerance, 6.7e-2 at batch 1): the training
-    /// pass of the whole network is ill-conditioned (BatchNorms of batch 2 after global pooling,
-    /// README section 8) and full of ReLU/ReLU6/max-pool kinks. What holds and is asserted: reverse
-    /// and forward mode agree with each other (the dot-product identity); the reverse-mode
-    /// gradients themselves match PyTorch's in training mode (MAFSParityTests) and every block
-    /// passes its own finite-difference check (blockGradients).
-    @Test func pluginGradcheckModesAgree() throws {
+    /// 64x64) in training mode, every parameter and the input, at the plugin's check point
+    /// (``MAFSNetwork/awayFromKinks``: normalisation shifts away from the ReLU-like kinks; from
+    /// scratch the finite differences cross so many kinks that they miss by 3.3e-2, and by 1e-2 to
+    /// 3e-1 even in float64).
+    @Test func pluginGradcheck() throws {
         let registry = StandardPlugins.registry()
         let report = PluginGradcheck.check(try registry.descriptor("mafs", kind: .joint))
-        print("fusekit gradcheck --plugin mafs: \(report)")
-        #expect(report.identityError <= 1e-4, "\(report)")
+        #expect(report.passed, "\(report)")
     }
 }
 

@@ -49,7 +49,7 @@ public enum PluginGradcheck {
             Scope(parameters: p, buffers: buffers, context: ForwardContext(training: true, rng: RandomGenerator(seed: 1)))
         }
         func run(_ module: any Module, input: Tensor, _ f: @escaping (Tensor, Scope) -> Tensor) -> GradientCheck.Report {
-            let state = module.initialState(seed: 7)
+            let state = settings.state(of: module, seed: 7)
             var inputs = state.parameters
             inputs["input"] = input
             return GradientCheck.check(descriptor.name, parameters: inputs, options: options) { d in
@@ -94,13 +94,13 @@ public enum PluginGradcheck {
         // An input both the fusion net's and the task net's small configurations take.
         let (h, w) = (Swift.max(t.gradcheck.inputSize.height, f.gradcheck.inputSize.height),
                       Swift.max(t.gradcheck.inputSize.width, f.gradcheck.inputSize.width))
-        var taskState = taskNet.initialState(seed: 3)
+        var taskState = t.gradcheck.state(of: taskNet, seed: 3)
         // A larger T and inner step make the meta objective depend visibly on θ_G at Float32
         // precision (the identity holds for any η).
         taskState.parameters = taskState.parameters.mapValues { $0 * 3 }
         let problem = MetaStepProblem(
             fusion: fusionNet, lossGenerator: generator, task: taskNet, loss: FusionLoss(),
-            fusionState: fusionNet.initialState(seed: 1), generatorState: generator.initialState(seed: 2), taskState: taskState,
+            fusionState: f.gradcheck.state(of: fusionNet, seed: 1), generatorState: g.gradcheck.state(of: generator, seed: 2), taskState: taskState,
             sources: uniform([2, 2, h, w], seed: 4), nextSources: uniform([2, 2, h, w], seed: 5),
             nextTargets: targets(for: taskNet, batch: 2, size: (h, w), seed: 6), innerLearningRate: 1,
             taskInput: { x in taskNet.inputChannels > 1 ? Tensor.concat([Tensor](repeating: x, count: taskNet.inputChannels), axis: 1) : x },

@@ -31,13 +31,19 @@ public struct GradcheckSettings<Configuration: PluginConfiguration>: Sendable {
     /// assignment jumps with its predictions), a smooth function of the network to check instead
     /// of the loss; its pieces should then have their own unit checks.
     public var taskObjective: (@Sendable (any TaskNet, Tensor, Scope) -> Tensor)?
+    /// Changes the module's from-scratch state (seeded) into the point the check is made at, e.g. one
+    /// whose activations sit away from the kinks of ReLU-like units, where finite differences
+    /// measure the derivative rather than the kinks inside a step.
+    public var prepareState: @Sendable (any Module, inout ModelState) -> Void
 
     public init(configure: @escaping @Sendable (inout Configuration) -> Void = { _ in }, inputSize: (height: Int, width: Int) = (8, 8),
-                batch: Int = 1, taskObjective: (@Sendable (any TaskNet, Tensor, Scope) -> Tensor)? = nil) {
+                batch: Int = 1, taskObjective: (@Sendable (any TaskNet, Tensor, Scope) -> Tensor)? = nil,
+                prepareState: @escaping @Sendable (any Module, inout ModelState) -> Void = { _, _ in }) {
         self.configure = configure
         self.inputSize = inputSize
         self.batch = batch
         self.taskObjective = taskObjective
+        self.prepareState = prepareState
     }
 }
 
@@ -60,6 +66,14 @@ public struct PluginDescriptor: Sendable {
         public let inputSize: (height: Int, width: Int)
         public let batch: Int
         public let taskObjective: (@Sendable (any TaskNet, Tensor, Scope) -> Tensor)?
+        public let prepareState: @Sendable (any Module, inout ModelState) -> Void
+
+        /// The module's state at the check point: its from-scratch state, prepared.
+        public func state(of module: any Module, seed: UInt64) -> ModelState {
+            var state = module.initialState(seed: seed)
+            prepareState(module, &state)
+            return state
+        }
     }
 
     /// Builds the plugin's module from recipe parameters (checked against the declaration).
@@ -148,7 +162,8 @@ public struct PluginRegistry: Sendable {
             var small = C()
             gradcheck.configure(&small)
             return make(small)
-        }, inputSize: gradcheck.inputSize, batch: gradcheck.batch, taskObjective: gradcheck.taskObjective)
+        }, inputSize: gradcheck.inputSize, batch: gradcheck.batch, taskObjective: gradcheck.taskObjective,
+           prepareState: gradcheck.prepareState)
         descriptors[name] = PluginDescriptor(
             name: name, kind: kind, summary: summary, parameters: ConfigurationReader.documentation(C.self),
             variants: C.variants.map { ($0.name, $0.summary) }, gradcheck: check,
