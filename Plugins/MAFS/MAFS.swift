@@ -12,17 +12,19 @@ import FuseKit
 /// the logits [B, K, H, W] and the six auxiliary outputs `out1` ... `out6` at the input size
 /// (out1, out3, out5 two-channel: the binary and boundary heads; out2, out4, out6 K-channel).
 ///
-/// Stage I (masked reconstruction, ``MaskedReconstruction``) decodes the visible Y with
-/// `fuse_decoder` and the infrared image with a second head (``InfraredHead``). The release decodes
-/// both with the one `fuse_decoder` on the one feature, so its two reconstructions are identical;
-/// that bug is not reproduced. The second head exists only with `ir-head: inn` or `rec-decoder`
-/// (the default `none` keeps the official stage-II parameter set and count).
+/// Stage I (masked reconstruction, ``MaskedReconstruction``) decodes the visible Y with its own
+/// FusionDecoder `rec_decoder_vi` (``VisibleHead``; or with `fuse_decoder` itself) and the
+/// infrared image with a second head (``InfraredHead``). The release decodes both with the one
+/// `fuse_decoder` on the one feature, so its two reconstructions are identical; that bug is not
+/// reproduced. The stage-I heads exist only with `ir-head: inn` or `rec-decoder` (the default
+/// `none` keeps the official stage-II parameter set and count).
 public struct MAFSNetwork: JointModel, MaskedReconstruction {
     public let configuration: MAFSConfiguration
     let encoder: Child<MAFSEncoder>
     let fuseDecoder: Child<FusionDecoder>
     let segDecoder: Child<SegmentationDecoder>
     let fuseDecoderIR: Child<FusionDecoder>?
+    let recDecoderVI: Child<FusionDecoder>?
     let recDecoderIR: Child<RecDecoder>?
 
     public init(_ configuration: MAFSConfiguration = MAFSConfiguration()) {
@@ -31,6 +33,7 @@ public struct MAFSNetwork: JointModel, MaskedReconstruction {
         fuseDecoder = Child("fuse_decoder", FusionDecoder(configuration))
         segDecoder = Child("seg_decoder", SegmentationDecoder(configuration))
         fuseDecoderIR = configuration.irHead == .inn ? Child("fuse_decoder_ir", FusionDecoder(configuration)) : nil
+        recDecoderVI = configuration.irHead != .none && configuration.visibleHead == .own ? Child("rec_decoder_vi", FusionDecoder(configuration)) : nil
         recDecoderIR = configuration.irHead == .recDecoder
             ? Child("rec_decoder_ir", RecDecoder(rec: configuration.recChannels, seg: configuration.segChannels, hidden: configuration.simHidden))
             : nil
@@ -85,7 +88,7 @@ public struct MAFSNetwork: JointModel, MaskedReconstruction {
         require(configuration.irHead != InfraredHead.none, "mafs: masked reconstruction needs a second head; set ir-head: inn (or rec-decoder)")
         let (h, w) = (input.visible.shape[2], input.visible.shape[3])
         let features = encode(input, computeSegF: configuration.irHead == .recDecoder, p)
-        let visible = fuseDecoder(features.recF, p)
+        let visible = recDecoderVI.map { $0(features.recF, p) } ?? fuseDecoder(features.recF, p)
         let infrared: Tensor
         if let fuseDecoderIR {
             infrared = fuseDecoderIR(features.recF, p)

@@ -37,6 +37,16 @@ public enum InfraredHead: String, ParameterChoice {
     case recDecoder = "rec-decoder"
 }
 
+/// Stage I's visible reconstruction head. The paper's stage II starts from the stage-I weights
+/// "not De_rec" (`../shared/docs/mafs.md`, Training): the reconstruction decoder is stage I's own.
+public enum VisibleHead: String, ParameterChoice {
+    /// A FusionDecoder of its own, `rec_decoder_vi` (De_rec); stage II's `fuse_decoder` is not
+    /// trained in stage I and starts stage II from its initialisation.
+    case own
+    /// The stage-II `fuse_decoder` itself, which stage II then starts from pretrained.
+    case fusionDecoder = "fusion-decoder"
+}
+
 /// The parameters of `mafs`, every width of the network (`Tests/MAFSTests/Fixtures/README.md`,
 /// section 1; the names mirror the reference transcription's `MAFSConfig`). The defaults are the
 /// official network (ResNet-152 streams, 15 classes: 129,187,828 parameters); `variant: minimal`
@@ -88,6 +98,8 @@ public struct MAFSConfiguration: PluginConfiguration {
     public var intermediateHeadOutputs = 9
     @Parameter("stage I's infrared reconstruction head: none (stage II only, the official parameter set), inn (a second FusionDecoder) or rec-decoder (the release's unused RecDecoder)")
     public var irHead = InfraredHead.none
+    @Parameter("stage I's visible reconstruction head (with an ir-head): own (a FusionDecoder rec_decoder_vi, so that stage II starts from a fresh fuse_decoder, as the paper's stage II loads the stage-I weights but not De_rec) or fusion-decoder (stage II's fuse_decoder, which stage II then starts from)")
+    public var visibleHead = VisibleHead.own
 
     public init() {}
 

@@ -316,7 +316,8 @@ import MAFS
         Self.expectClose(maskedVI, f["stage1.input.vi"]!, "masked visible", absolute: 1e-6)
         Self.expectClose(maskedIR, f["stage1.input.ir"]!, "masked infrared", absolute: 1e-6)
 
-        let net = try MAFSFixture.network("minimal", ["ir-head": .string(head)])
+        // The transcription decodes the visible source with fuse_decoder (visible-head: fusion-decoder).
+        let net = try MAFSFixture.network("minimal", ["ir-head": .string(head), "visible-head": .string("fusion-decoder")])
         let scope = Scope(Self.state(for: net))
         let rec = net.reconstruct(JointInput(infrared: maskedIR, visible: maskedVI), scope)
         let prefix = head == "inn" ? "stage1" : "stage1_rec_decoder"

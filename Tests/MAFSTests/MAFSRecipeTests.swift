@@ -26,9 +26,11 @@ import MAFS
             #expect(mafs.configuration.resnetLayers == [3, 8, 36, 3])
             var stageTwo = mafs.configuration
             stageTwo.irHead = .none
-            let secondHead = MAFSNetwork(stageTwo).namedSpecs().filter { $0.name.hasPrefix("fuse_decoder.") && !$0.spec.isBuffer }
+            // Stage I's two heads (De_rec for each source) are FusionDecoders of their own.
+            let decoder = MAFSNetwork(stageTwo).namedSpecs().filter { $0.name.hasPrefix("fuse_decoder.") && !$0.spec.isBuffer }
                 .reduce(0) { $0 + $1.spec.shape.reduce(1, *) }
-            #expect(mafs.parameterCount == MAFSNetwork(stageTwo).parameterCount + secondHead)
+            #expect(mafs.configuration.visibleHead == .own)
+            #expect(mafs.parameterCount == MAFSNetwork(stageTwo).parameterCount + 2 * decoder)
             if name == "mafs-fmb.yaml" { #expect(MAFSNetwork(stageTwo).parameterCount == 129_187_828) }
             let optimizer = recipe.model(ModelRole("mafs"))!.optimization.optimizer
             #expect(optimizer.kind == .sgd && optimizer.learningRate == 1e-3 && optimizer.momentum == 0.9 && optimizer.weightDecay == 5e-4)

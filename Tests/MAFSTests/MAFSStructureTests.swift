@@ -59,14 +59,33 @@ import MAFS
         return String(digits.enumerated().flatMap { i, d in (i > 0 && (digits.count - i) % 3 == 0) ? [",", d] : [d] })
     }
 
-    @Test func stageOneHeadAddsASecondFusionDecoder() throws {
+    @Test func stageOneHeadsAreFusionDecoders() throws {
         var c = try Self.configuration("minimal")
         c.irHead = .inn
-        let withHead = MAFSNetwork(c)
         let plain = MAFSNetwork(try Self.configuration("minimal"))
         let decoder = plain.namedSpecs().filter { $0.name.hasPrefix("fuse_decoder.") && !$0.spec.isBuffer }
             .reduce(0) { $0 + $1.spec.shape.reduce(1, *) }
-        #expect(withHead.parameterCount == plain.parameterCount + decoder)
+        #expect(MAFSNetwork(c).parameterCount == plain.parameterCount + 2 * decoder)
+        c.visibleHead = .fusionDecoder
+        #expect(MAFSNetwork(c).parameterCount == plain.parameterCount + decoder)
+    }
+
+    /// With its own visible head, stage I does not read (so does not train) stage II's fuse_decoder;
+    /// with `visible-head: fusion-decoder` it does.
+    @Test func stageOneLeavesTheFusionDecoderAloneWithItsOwnHead() throws {
+        var rng = RandomGenerator(seed: 3)
+        let input = JointInput(infrared: Tensor.uniform([1, 1, 32, 32], using: &rng), visible: Tensor.uniform([1, 3, 32, 32], using: &rng))
+        for (head, readsFusionDecoder) in [("own", false), ("fusion-decoder", true)] {
+            let net = try MAFSFixture.network("minimal", ["ir-head": .string("inn"), "visible-head": .string(head)])
+            let state = net.initialState(seed: 1)
+            let names = state.parameters.keys.filter { $0.hasPrefix("fuse_decoder.") }.sorted()
+            let (_, gradient) = valueWithGradient(at: state.parameters) { p in
+                let rec = net.reconstruct(input, Scope(parameters: p, buffers: state.buffers, context: ForwardContext(training: true, rng: RandomGenerator(seed: 1))))
+                return rec.visible.sum() + rec.infrared.sum()
+            }
+            let touched = names.contains { name in gradient[name]?.scalars.contains { $0 != 0 } ?? false }
+            #expect(touched == readsFusionDecoder, "visible-head \(head)")
+        }
     }
 }
 
