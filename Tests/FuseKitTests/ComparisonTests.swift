@@ -129,6 +129,9 @@ import FoundationXML
         let json = try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any]
         #expect((json?["methods"] as? [String: Any])?.keys.sorted() == ["fixed", "learned"])
         #expect(report.markdown.contains("| learned |") && report.markdown.contains("exceed"))
+        let table = report.tableCSV.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        #expect(table.first?.joined(separator: ",") == "method,EN,EN_sd,SF,SF_sd,Qabf,Qabf_sd,mAcc,mAcc_sd,mIoU,mIoU_sd,runs")
+        #expect(table.count == 3 && table.dropFirst().allSatisfy { $0.count == 12 && $0.last == "2" })
     }
 
     @Test func resumesAfterAnInterruption() throws {

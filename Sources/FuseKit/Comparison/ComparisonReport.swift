@@ -213,15 +213,17 @@ public struct ComparisonReport: Sendable {
 
     // MARK: CSV and JSON
 
-    /// `method,score,mean,sd,runs`: one line per method and score.
+    /// Tables 1 and 2 side by side, one line per method: each fusion metric, then the task's
+    /// Table-2 scores, each as a mean and an sd column, and the number of runs.
     public var tableCSV: String {
-        var lines = ["method,score,mean,sd,runs"]
+        let scores = metrics + (task?.tableColumns ?? [])
+        var lines = [(["method"] + scores.flatMap { [$0, "\($0)_sd"] } + ["runs"]).map(ReportFormat.csvField).joined(separator: ",")]
         for m in methods {
-            for score in metrics + (task.map { Array($0.scores.keys).sorted() } ?? []) {
+            let cells = scores.flatMap { score -> [String] in
                 let s = summary(m, score)
-                lines.append([ReportFormat.csvField(m), ReportFormat.csvField(score), ReportFormat.csvNumber(s.mean),
-                              s.standardDeviation.map(ReportFormat.csvNumber) ?? "", String(s.count)].joined(separator: ","))
+                return [ReportFormat.csvNumber(s.mean), s.standardDeviation.map(ReportFormat.csvNumber) ?? ""]
             }
+            lines.append(([ReportFormat.csvField(m)] + cells + [String(runs(of: m).count)]).joined(separator: ","))
         }
         return lines.joined(separator: "\n") + "\n"
     }
