@@ -105,36 +105,7 @@ public enum MAFSPlugin {
         registry.registerJoint("mafs", summary: "MAFS (TIP 2025): masked-autoencoder pretrained joint fusion and segmentation net (official variant: ResNet-152 streams)",
                                configuration: MAFSConfiguration.self,
                                gradcheck: GradcheckSettings(configure: { $0 = MAFSConfiguration.gradcheckSized }, inputSize: (64, 64), batch: 2,
-                                                            prepareState: MAFSNetwork.awayFromKinks)) { MAFSNetwork($0) }
-    }
-}
-
-extension MAFSNetwork {
-    /// How far the shift of every BatchNorm and GroupNorm moves at the gradient-check point, in
-    /// units of the normalised activation's standard deviation.
-    static let gradcheckNormShift: Float = 4
-
-    /// The gradient-check point: the from-scratch state with the bias of every BatchNorm and
-    /// GroupNorm raised by ``gradcheckNormShift``. From scratch (bias 0) the activations after the
-    /// network's normalisations centre on the kinks of the ReLU, ReLU6 and FReLU units that follow,
-    /// and a finite-difference step of 2e-4 of the weights' RMS crosses so many kinks that it
-    /// misses the derivative by 1e-2 to 3e-1 even in float64 (the PyTorch transcription of the same
-    /// network, state and input); 4 standard deviations from the kinks the float64 differences
-    /// agree with the derivative to 7e-3 or better (10 random directions). Every layer and every
-    /// parameter is still checked, in training mode (batch statistics).
-    @Sendable static func awayFromKinks(_ module: any Module, _ state: inout ModelState) {
-        func visit(_ module: any Module, _ prefix: String) {
-            let bias: ParameterSpec? = switch module {
-            case let norm as BatchNorm2d: norm.bias
-            case let norm as GroupNorm: norm.affine?.bias
-            default: nil
-            }
-            if let bias, let value = state.parameters[prefix + bias.name] {
-                state.parameters[prefix + bias.name] = value + gradcheckNormShift
-            }
-            for (name, child) in module.children { visit(child, prefix + name + ".") }
-        }
-        visit(module, "")
+                                                            prepareState: GradcheckPoint.awayFromNormalizationKinks)) { MAFSNetwork($0) }
     }
 }
 

@@ -24,9 +24,11 @@ public enum MRFSPlugin {
     public static func register(in registry: inout PluginRegistry) {
         registry.registerJoint("mrfs", summary: "MRFS (CVPR 2024): dual-stream MiT with IGM-Att and PC-Att, SegFormer and CNN fusion heads",
                                configuration: MRFSConfiguration.self,
-                               gradcheck: GradcheckSettings(configure: small, inputSize: (40, 40), batch: 2)) { MRFS($0) }
+                               gradcheck: GradcheckSettings(configure: small, inputSize: (40, 40), batch: 2,
+                                                            prepareState: GradcheckPoint.awayFromNormalizationKinks)) { MRFS($0) }
         registry.registerFusion("mrfs-fusion", summary: "MRFS's fusion branch (dual-stream MiT with IGM-Att, CNN head) as a fusion net F, luma output",
                                 configuration: MRFSConfiguration.self,
-                                gradcheck: GradcheckSettings(configure: small, inputSize: (40, 40), batch: 1)) { MRFSFusion($0) }
+                                gradcheck: GradcheckSettings(configure: small, inputSize: (40, 40), batch: 1,
+                                                                prepareState: GradcheckPoint.awayFromNormalizationKinks)) { MRFSFusion($0) }
     }
 }

@@ -82,10 +82,11 @@ import MAFS
     }
 
     /// `fusekit gradcheck --plugin mafs`: the whole network (its smallest configuration, batch 2,
-    /// 64x64) in training mode, every parameter and the input, at the plugin's check point
-    /// (``MAFSNetwork/awayFromKinks``: normalisation shifts away from the ReLU-like kinks; from
-    /// scratch the finite differences cross so many kinks that they miss by 3.3e-2, and by 1e-2 to
-    /// 3e-1 even in float64).
+    /// 64x64) in training mode, every output element, every parameter and the input, at the
+    /// plugin's check point (``GradcheckPoint/awayFromNormalizationKinks(_:_:)``: normalisation
+    /// shifts away from the ReLU-like kinks; from scratch the finite differences cross so many
+    /// kinks that they miss by several per cent at every step size, and by 1e-2 to 3e-1 even in
+    /// float64).
     @Test func pluginGradcheck() throws {
         let registry = StandardPlugins.registry()
         let report = PluginGradcheck.check(try registry.descriptor("mafs", kind: .joint))
