@@ -219,6 +219,10 @@ public struct PairedDataset: Sendable {
     /// The number of classes boxes may have (the detector's), if known: a box of another class
     /// is an error naming its file (and line, in YOLO text) when the sample is loaded.
     public var boxClassCount: Int?
+    /// The number of classes label masks may have (the segmenter's), if known: a mask value
+    /// outside `0..<segmentationClassCount` other than the ignore index (255) is an error naming
+    /// its file, the value and the pixel when the sample is loaded.
+    public var segmentationClassCount: Int?
     /// Complete pairs, in natural stem order.
     public private(set) var pairs: [ImagePair]
     /// Problems found while listing (missing partners, missing masks).

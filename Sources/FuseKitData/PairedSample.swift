@@ -115,6 +115,11 @@ extension PairedDataset: PairedSampleSource {
                         name: pair.name, label: url, labelSize: "\(loaded.width)x\(loaded.height)",
                         image: pair.infrared, imageSize: "\(infraredImage.width)x\(infraredImage.height)").description)
                 }
+                if let classes = segmentationClassCount,
+                   let i = loaded.values.firstIndex(where: { $0 != LabelMap.ignoreIndex && ($0 < 0 || $0 >= Int32(classes)) }) {
+                    throw LabelFileError(path: url.path, reason: "label \(loaded.values[i]) at pixel (x \(i % loaded.width), y \(i / loaded.width)) "
+                                         + "is not a class of the \(classes)-class segmenter (0 to \(classes - 1), or \(LabelMap.ignoreIndex) to ignore)")
+                }
                 mask = loaded
             }
             var boxes: [BoundingBox] = []

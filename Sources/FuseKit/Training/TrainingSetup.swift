@@ -101,11 +101,18 @@ public struct TrainingSetup: Sendable {
             let boxClasses = models.values.lazy.compactMap { module -> Int? in
                 if case .detection(let classes)? = (module as? any TaskNet)?.kind { return classes } else { return nil }
             }.first
+            // So are label masks against the segmenter's classes.
+            let maskClasses = models.values.lazy.compactMap { module -> Int? in
+                let kind = (module as? any TaskNet)?.kind ?? (module as? any JointModel)?.kind
+                if case .segmentation(let classes)? = kind { return classes } else { return nil }
+            }.first
             var trainSet = try PairedDataset(root: base, layout: chosen, split: trainSplit ?? "train").validatedForTraining()
             trainSet.boxClassCount = boxClasses
+            trainSet.segmentationClassCount = maskClasses
             train = trainSet
             var testSet = try PairedDataset(root: base, layout: chosen, split: testSplit ?? "test")
             testSet.boxClassCount = boxClasses
+            testSet.segmentationClassCount = maskClasses
             let (usable, skipped) = testSet.droppingInconsistentPairs()
             for problem in skipped { FileHandle.standardError.write(Data("warning: skipping test pair: \(problem)\n".utf8)) }
             test = usable
