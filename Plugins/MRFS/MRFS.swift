@@ -88,6 +88,9 @@ public struct MRFSFusion: FusionNet {
                                                batchNormMomentum: c.batchNormMomentum))
     }
 
+    /// The smallest image side the net takes (the stage maps must cover the spatial reductions).
+    public var minimumSide: Int { backbone.minimumSide }
+
     public func fuse(_ sources: Tensor, _ p: Scope) -> Tensor {
         require(sources.rank == 4 && sources.shape[1] == 2, "mrfs-fusion: input must be [B, 2, H, W], got \(Shape.describe(sources.shape))")
         let infrared = FusionTargets.withChannels(sources.sliced(axis: 1, 0..<1), 3)

@@ -25,6 +25,23 @@ import Testing
         }
     }
 
+    /// Crops smaller than MRFS's spatial reductions allow are a recipe error naming the file, the
+    /// line and both sizes (they stopped training with a fatal error), for the joint model and the
+    /// fusion branch alike.
+    @Test(arguments: [("mrfs-synthetic.yaml", "  crop: [48, 48]", "model 'joint' (mrfs)"),
+                      ("tdfusion-mrfs-synthetic.yaml", "  crop: [48, 48]", "model 'fusion' (mrfs-fusion)")])
+    func cropsTooSmallForTheNetworkAreARecipeError(_ name: String, _ crop: String, _ model: String) throws {
+        let text = try String(contentsOf: Self.recipes.appendingPathComponent(name), encoding: .utf8)
+        #expect(text.contains(crop))
+        let small = text.replacingOccurrences(of: crop, with: "  crop: [24, 28]")
+        #expect {
+            try TrainingSetup.make(recipe: try Recipe.parse(small, file: "small.yaml"), registry: StandardPlugins.registry())
+        } throws: { error in
+            let message = "\(error)"
+            return message.hasPrefix("small.yaml:") && message.contains("\(model) needs images of at least 29x29 pixels, but data.crop is 24x28")
+        }
+    }
+
     /// The official settings (MFNet/ and FMB/ train.py, config.py, loss_utils.py).
     @Test(arguments: [("mrfs-msrs.yaml", 9, 0.5, 1.7, 0.2, 181), ("mrfs-fmb.yaml", 15, 0.8, 1.0, 1.0, 204)])
     func datasetRecipesHaveTheOfficialSettings(_ name: String, _ classes: Int, _ gamma: Double, _ contrast: Double,

@@ -27,8 +27,14 @@ import FuseKitTensor
 /// and calling `AverageFusionPlugin.register(in: &registry)` where the registry is built (the CLI
 /// does this in `Sources/FuseKitCLI/Plugins.swift`). Recipes then name it as `fusion: average-fusion`.
 public protocol FusionNet: Module {
+    /// The smallest image height and width the net takes (1 when any size will do).
+    var minimumSide: Int { get }
     /// Fuses a batch of source pairs.
     func fuse(_ sources: Tensor, _ p: Scope) -> Tensor
+}
+
+extension FusionNet {
+    public var minimumSide: Int { 1 }
 }
 
 /// A loss generator G. Input: the source pair `[B, 2, H, W]`; output: per-pixel weights

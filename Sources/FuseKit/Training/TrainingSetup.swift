@@ -117,12 +117,28 @@ public struct TrainingSetup: Sendable {
             for problem in skipped { FileHandle.standardError.write(Data("warning: skipping test pair: \(problem)\n".utf8)) }
             test = usable
         }
+        try checkInputSizes(recipe, models: models)
         var weights: [ModelRole: [String: Tensor]] = [:]
         for settings in recipe.models {
             if let path = settings.weights { weights[settings.role] = try WeightsFile.readModelWeights(WeightsReference(path), checkpointModel: settings.role.rawValue).tensors }
         }
         return TrainingSetup(recipe: recipe, models: models, trainSource: train, testSource: test, initialWeights: weights,
                              lossTerms: registry.lossTerms)
+    }
+
+    /// The training crops and the synthetic images are at least as large as every fusion net and
+    /// joint model needs.
+    static func checkInputSizes(_ recipe: Recipe, models: [ModelRole: any Module]) throws {
+        var sizes: [(what: String, width: Int, height: Int)] = []
+        if let crop = recipe.data.crop { sizes.append(("data.crop", crop.width, crop.height)) }
+        if case .synthetic(let s) = recipe.data.source { sizes.append(("data.synthetic", s.width, s.height)) }
+        for settings in recipe.models {
+            let needed = (models[settings.role] as? any FusionNet)?.minimumSide ?? (models[settings.role] as? any JointModel)?.minimumSide ?? 1
+            if let small = sizes.first(where: { Swift.min($0.width, $0.height) < needed }) {
+                throw RecipeError(file: recipe.file, line: settings.line,
+                                  "model '\(settings.role)' (\(settings.plugin)) needs images of at least \(needed)x\(needed) pixels, but \(small.what) is \(small.width)x\(small.height)")
+            }
+        }
     }
 
     /// What a run of these models produces, given their weights: its joint model, or its fusion
