@@ -45,7 +45,7 @@ extension ComparisonReport {
                     "<td><img src=\"\(Self.escape(prefix + "/" + $0.path))\" alt=\"\(Self.escape($0.title))\"/></td>"
                 }.joined() + "</tr>")
             }
-            body.append("<table class=\"pictures\">" + rows.joined(separator: "\n") + "</table>")
+            body.append("<div class=\"scroll\"><table class=\"pictures\">" + rows.joined(separator: "\n") + "</table></div>")
         }
         return """
         <!DOCTYPE html>
@@ -65,6 +65,7 @@ extension ComparisonReport {
         .charts img { margin: 0.3em; border: 1px solid #ddd; }
         table.pictures img { height: 128px; image-rendering: pixelated; }
         table.pictures td { padding: 2px; }
+        .scroll { overflow-x: auto; }
         </style>
         </head>
         <body>
