@@ -14,6 +14,9 @@ public struct ComparisonReport: Sendable {
     public var metrics: [String]
     /// What the runs ran on (CPU, BLAS kernel, threads).
     public var machine: String
+    /// Every pair of methods (in the order given) on every tested score; computed once, since the
+    /// bootstraps resample thousands of times and every format reports them.
+    public private(set) var pairTests: [PairTest] = []
     /// The significance level of the verdicts.
     public static let alpha = 0.05
 
@@ -26,6 +29,7 @@ public struct ComparisonReport: Sendable {
         for run in outcome.scores { common = common.map { $0.intersection(run.fusion.keys) } ?? Set(run.fusion.keys) }
         metrics = FusionMetric.allCases.map(\.rawValue).filter { common?.contains($0) ?? false }
         self.machine = machine
+        pairTests = testPairs()
     }
 
     /// The runs of a method, in seed order.
@@ -67,8 +71,7 @@ public struct ComparisonReport: Sendable {
         public var exceedsSeedNoise: Bool { (tTest?.p).map { $0 < ComparisonReport.alpha } ?? false }
     }
 
-    /// Every pair of methods (in the order given) on every tested score.
-    public var pairTests: [PairTest] {
+    func testPairs() -> [PairTest] {
         var tests: [PairTest] = []
         for i in methods.indices {
             for j in methods.indices where j > i {
@@ -171,16 +174,15 @@ public struct ComparisonReport: Sendable {
         lines.append("")
         lines.append(testDescription)
         lines.append("")
-        let tests = pairTests
         if let headline = task?.headlineName {
-            for t in tests where t.score == headline {
+            for t in pairTests where t.score == headline {
                 lines.append("- **\(t.first) vs \(t.second)**, \(headline): \(Self.signed(t.tTest?.meanDifference ?? t.bootstrap?.difference ?? .nan)) points; " + Self.verdict(t) + ".")
             }
             lines.append("")
         }
         lines.append("| Pair | Score | Δ (first − second) | 95% bootstrap interval | Paired t-test over seeds |")
         lines.append("|---|---|---:|---|---|")
-        for t in tests {
+        for t in pairTests {
             lines.append("| \(t.first) vs \(t.second) | \(t.score) | \(Self.signed(t.bootstrap?.difference ?? .nan)) | \(Self.interval(t.bootstrap)) | \(Self.verdict(t)) |")
         }
         lines.append("")
