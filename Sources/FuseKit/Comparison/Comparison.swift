@@ -80,6 +80,8 @@ public final class Comparison {
         public var seed: UInt64?
         public var weights: URL?
         public var folder: URL
+        /// Whether it is its method's first run (whose models the picture grid shows).
+        public var isFirstOfMethod: Bool
         /// The recipe text the run is trained from: the method's, with the seed it overrides noted.
         public var recipeText: String {
             seed.map { method.recipeText + "\n# fusekit compare: trained with seed \($0)\n" } ?? method.recipeText
@@ -92,29 +94,32 @@ public final class Comparison {
             let folder = output.appendingPathComponent("runs").appendingPathComponent(method.name)
             if !method.weights.isEmpty {
                 return method.weights.enumerated().map { k, url in
-                    Run(method: method, name: "weights-\(k + 1)", seed: nil, weights: url, folder: folder.appendingPathComponent("weights-\(k + 1)"))
+                    Run(method: method, name: "weights-\(k + 1)", seed: nil, weights: url, folder: folder.appendingPathComponent("weights-\(k + 1)"),
+                        isFirstOfMethod: k == 0)
                 }
             }
             return (1...seedCount).map { k in
                 let seed = UInt64(k)
-                return Run(method: method, name: "seed-\(seed)", seed: seed, weights: nil, folder: folder.appendingPathComponent("seed-\(seed)"))
+                return Run(method: method, name: "seed-\(seed)", seed: seed, weights: nil, folder: folder.appendingPathComponent("seed-\(seed)"),
+                           isFirstOfMethod: k == 1)
             }
         }
     }
 
-    /// The setup of a run: the method's recipe with the run's seed.
-    func setup(_ run: Run) throws -> TrainingSetup {
-        var recipe = run.method.recipe
-        if let seed = run.seed { recipe.seed = seed }
-        return try TrainingSetup.make(recipe: recipe, registry: registry, dataRoot: dataRoot)
-    }
-
-    /// Each method's setup (with its first run's seed), checked to be comparable: every method is
+    /// Each method's setup (with its recipe's seed), checked to be comparable: every method is
     /// scored on the same test pairs and has the same task. Nothing is trained.
     public func checkedSetups() throws -> [TrainingSetup] {
-        let setups = try methods.map { m in try setup(runs.first { $0.method.name == m.name }!) }
+        let setups = try methods.map { try TrainingSetup.make(recipe: $0.recipe, registry: registry, dataRoot: dataRoot) }
         try checkCommonGround(setups)
         return setups
+    }
+
+    /// The setup of a run: its method's, with the run's seed (the seed changes neither the
+    /// networks nor the data, so nothing is built again).
+    static func setup(_ run: Run, from methodSetup: TrainingSetup) -> TrainingSetup {
+        var setup = methodSetup
+        if let seed = run.seed { setup.recipe.seed = seed }
+        return setup
     }
 
     func checkCommonGround(_ setups: [TrainingSetup]) throws {
@@ -158,6 +163,7 @@ public final class Comparison {
     public func run(observer: ComparisonObserver) throws -> Outcome {
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         let setups = try checkedSetups()
+        let setupsByMethod = Dictionary(uniqueKeysWithValues: zip(methods.map(\.name), setups))
         let plan = runs
         var durations: [String: [Double]] = [:]
         var scores: [RunScores] = []
@@ -170,8 +176,8 @@ public final class Comparison {
                 _ = observer.runWillStart(method: run.method.name, run: run.name, number: index + 1, of: plan.count, remaining: nil)
                 observer.runDidFinish(method: run.method.name, run: run.name, seconds: reused.seconds, reused: true)
                 scores.append(reused)
-                if run.name == plan.first(where: { $0.method.name == run.method.name })?.name, !grid.hasPictures(of: run.method.name) {
-                    let setup = try setup(run)
+                if run.isFirstOfMethod, !grid.hasPictures(of: run.method.name) {
+                    let setup = Self.setup(run, from: setupsByMethod[run.method.name]!)
                     let trainer = try Trainer(setup: setup, runDirectory: run.folder)
                     try grid.writePictures(of: run.method.name, setup: setup, state: trainer.restoredState(from: RunDirectory(run.folder).lastCheckpoint), pairs: picturePairs)
                 }
@@ -179,7 +185,7 @@ public final class Comparison {
             }
             let remaining = Self.remainingSeconds(plan[index...], durations: durations)
             let training = observer.runWillStart(method: run.method.name, run: run.name, number: index + 1, of: plan.count, remaining: remaining)
-            let setup = try setup(run)
+            let setup = Self.setup(run, from: setupsByMethod[run.method.name]!)
             let trainer = try Trainer(setup: setup, runDirectory: run.folder, observer: training)
             let result: Trainer.Result
             if let weights = run.weights {
@@ -200,7 +206,7 @@ public final class Comparison {
             let runScores = RunScores(method: run.method.name, run: run.name, seed: run.seed, weights: run.weights?.path, recipeText: run.recipeText,
                                       seconds: seconds, fusion: result.fusion, task: result.task)
             try runScores.write(in: run.folder)
-            if run.name == plan.first(where: { $0.method.name == run.method.name })?.name {
+            if run.isFirstOfMethod {
                 try grid.writePictures(of: run.method.name, setup: setup, state: result.state, pairs: picturePairs)
             }
             durations[run.method.name, default: []].append(seconds)
