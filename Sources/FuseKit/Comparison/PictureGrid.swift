@@ -1,7 +1,6 @@
 import Foundation
 import FuseKitData
 import FuseKitImage
-import FuseKitTensor
 
 /// The same test pairs seen by every method: the sources and the label, then each method's fused
 /// image, its w_a map when it learns one, and its segmentation. Each picture is its own PNG
@@ -59,16 +58,10 @@ public final class PictureGrid: @unchecked Sendable {
             let (fused, prediction) = pipeline.run(sample)
             if let fused { try (fused.color ?? fused.gray).write(to: folder.appendingPathComponent(path(method, sample.name, "fused"))) }
             if case .segmentation(let classes)? = prediction {
-                var map = classes
-                if map.shape[1] != sample.height || map.shape[2] != sample.width {
-                    map = map.unsqueezed(at: 1).resizedNearest(to: (sample.height, sample.width)).squeezed(at: 1)
-                }
-                let labels = LabelMap(width: sample.width, height: sample.height, values: map.scalars.map { Int32($0) })
-                try SegmentationColors.image(labels).write(to: folder.appendingPathComponent(path(method, sample.name, "segmentation")))
+                try SegmentationColors.image(RunEvaluator.labelMap(classes, for: sample))
+                    .write(to: folder.appendingPathComponent(path(method, sample.name, "segmentation")))
             }
-            if let generator = setup.lossGenerator, let weights = state.models[.lossGenerator] {
-                let sources = Tensor.concat([sample.infrared.tensor(), sample.visible.tensor()], axis: 1)
-                let wa = withoutGradient { generator.weights(sources, Scope(weights)) }.sliced(axis: 1, 0..<1).scalars
+            if let wa = setup.infraredWeights(of: sample, state) {
                 try HeatMap.render(wa, width: sample.width, height: sample.height, colorBar: false)
                     .write(to: folder.appendingPathComponent(path(method, sample.name, "w_a")))
             }

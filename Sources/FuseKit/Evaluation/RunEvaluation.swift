@@ -117,6 +117,16 @@ public struct RunEvaluator {
         self.convention = convention
     }
 
+    /// A predicted class map [1, h, w] as a label map of the sample's size (nearest-neighbour
+    /// resized when the network predicted at another size).
+    public static func labelMap(_ classes: Tensor, for sample: PairedSample) -> LabelMap {
+        var map = classes
+        if map.shape[1] != sample.height || map.shape[2] != sample.width {
+            map = map.unsqueezed(at: 1).resizedNearest(to: (sample.height, sample.width)).squeezed(at: 1)
+        }
+        return LabelMap(width: sample.width, height: sample.height, values: map.scalars.map { Int32($0) })
+    }
+
     /// One detection per line, `class cx cy w h confidence` (normalised), as YOLO's `save_txt`.
     public static func yoloText(_ detections: [Detection]) -> String {
         detections.map { d in
@@ -155,15 +165,9 @@ public struct RunEvaluator {
             if let prediction {
                 switch prediction {
                 case .segmentation(let classes):
-                    var map = classes
-                    if map.shape[1] != sample.height || map.shape[2] != sample.width {
-                        map = map.unsqueezed(at: 1).resizedNearest(to: (sample.height, sample.width)).squeezed(at: 1)
-                    }
-                    let predicted = map.scalars.map { Int32($0) }
-                    if let predictionFolder {
-                        try LabelMap(width: sample.width, height: sample.height, values: predicted)
-                            .write(to: predictionFolder.appendingPathComponent(sample.name + ".png"))
-                    }
+                    let labels = Self.labelMap(classes, for: sample)
+                    let predicted = labels.values
+                    if let predictionFolder { try labels.write(to: predictionFolder.appendingPathComponent(sample.name + ".png")) }
                     if let label = sample.segmentation, var image = confusion.map({ ConfusionMatrix(classCount: $0.classCount) }) {
                         image.add(prediction: predicted, label: label.values)
                         confusion?.merge(image)

@@ -308,10 +308,7 @@ public final class Trainer {
             if let fused = pipeline?.run(sample).fused {
                 try preview(fused.color ?? fused.gray, sample.name, "fused")
             }
-            if let generator = setup.lossGenerator, let weights = state.models[.lossGenerator] {
-                let sources = Tensor.concat([sample.infrared.tensor(), sample.visible.tensor()], axis: 1)
-                let w = withoutGradient { generator.weights(sources, Scope(weights)) }
-                let wa = w.sliced(axis: 1, 0..<1).scalars
+            if let wa = setup.infraredWeights(of: sample, state) {
                 try preview(HeatMap.render(wa, width: sample.width, height: sample.height), sample.name, "w_a")
             }
             if state.position.stage == 0 && epoch == 0 {

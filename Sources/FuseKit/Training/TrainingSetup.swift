@@ -126,6 +126,14 @@ public struct TrainingSetup: Sendable {
                              lossTerms: registry.lossTerms)
     }
 
+    /// The weight w_a the loss generator gives the infrared source of a sample (row-major, the
+    /// sample's size), or nil when the run has no loss generator.
+    public func infraredWeights(of sample: PairedSample, _ state: TrainingState) -> [Float]? {
+        guard let generator = lossGenerator, let weights = state.models[.lossGenerator] else { return nil }
+        let sources = Tensor.concat([sample.infrared.tensor(), sample.visible.tensor()], axis: 1)
+        return withoutGradient { generator.weights(sources, Scope(weights)) }.sliced(axis: 1, 0..<1).scalars
+    }
+
     /// The training crops and the synthetic images are at least as large as every fusion net and
     /// joint model needs.
     static func checkInputSizes(_ recipe: Recipe, models: [ModelRole: any Module]) throws {
