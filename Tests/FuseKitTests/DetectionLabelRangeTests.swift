@@ -10,17 +10,8 @@ import Testing
     @Test func aLabelBeyondTheDetectorsClassesIsAnErrorNamingTheFileAndLine() throws {
         let root = try TrainerTests.scratch("det-range")
         defer { try? FileManager.default.removeItem(at: root) }
-        let fm = FileManager.default
-        for split in ["train", "test"] {
-            for folder in ["Ir", "Vis", "labels"] {
-                try fm.createDirectory(at: root.appendingPathComponent("\(split)/\(folder)"), withIntermediateDirectories: true)
-            }
-            for name in ["1", "2"] {
-                let image = Image(width: 32, height: 32, channels: 1, pixels: (0..<1024).map { Float($0 % 251) / 255 })
-                try image.write(to: root.appendingPathComponent("\(split)/Ir/\(name).png"))
-                try image.write(to: root.appendingPathComponent("\(split)/Vis/\(name).png"))
-                try "0 0.5 0.5 0.2 0.2\r\n".write(to: root.appendingPathComponent("\(split)/labels/\(name).txt"), atomically: true, encoding: .utf8)
-            }
+        try TinyDataset.write(at: root, infrared: "Ir", visible: "Vis", labels: "labels") { _, name, folder in
+            try "0 0.5 0.5 0.2 0.2\r\n".write(to: folder.appendingPathComponent("\(name).txt"), atomically: true, encoding: .utf8)
         }
         let label = root.appendingPathComponent("train/labels/2.txt")
         try "0 0.5 0.5 0.2 0.2\r\n1 0.3 0.3 0.1 0.1\r\n3 0.6 0.6 0.2 0.1\r\n".write(to: label, atomically: true, encoding: .utf8)

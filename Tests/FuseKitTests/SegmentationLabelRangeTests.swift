@@ -10,19 +10,10 @@ import Testing
     @Test func aMaskValueBeyondTheSegmentersClassesIsAnErrorNamingTheFileAndPixel() throws {
         let root = try TrainerTests.scratch("seg-range")
         defer { try? FileManager.default.removeItem(at: root) }
-        let fm = FileManager.default
-        for split in ["train", "test"] {
-            for folder in ["ir", "vi", "Segmentation_labels"] {
-                try fm.createDirectory(at: root.appendingPathComponent("\(split)/\(folder)"), withIntermediateDirectories: true)
-            }
-            for name in ["1", "2"] {
-                let image = Image(width: 32, height: 32, channels: 1, pixels: (0..<1024).map { Float($0 % 251) / 255 })
-                try image.write(to: root.appendingPathComponent("\(split)/ir/\(name).png"))
-                try image.write(to: root.appendingPathComponent("\(split)/vi/\(name).png"))
-                // Classes 0 to 5 and the ignore index are fine.
-                let values = (0..<1024).map { Int32($0 % 7 == 6 ? 255 : $0 % 6) }
-                try LabelMap(width: 32, height: 32, values: values).write(to: root.appendingPathComponent("\(split)/Segmentation_labels/\(name).png"))
-            }
+        try TinyDataset.write(at: root, infrared: "ir", visible: "vi", labels: "Segmentation_labels") { _, name, folder in
+            // Classes 0 to 5 and the ignore index are fine.
+            let values = (0..<1024).map { Int32($0 % 7 == 6 ? 255 : $0 % 6) }
+            try LabelMap(width: 32, height: 32, values: values).write(to: folder.appendingPathComponent("\(name).png"))
         }
         var bad = [Int32](repeating: 1, count: 1024)
         bad[3 * 32 + 5] = 6
