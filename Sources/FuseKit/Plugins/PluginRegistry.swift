@@ -32,8 +32,9 @@ public struct GradcheckSettings<Configuration: PluginConfiguration>: Sendable {
     /// of the loss; its pieces should then have their own unit checks.
     public var taskObjective: (@Sendable (any TaskNet, Tensor, Scope) -> Tensor)?
     /// Changes the module's from-scratch state (seeded) into the point the check is made at, e.g. one
-    /// whose activations sit away from the kinks of ReLU-like units, where finite differences
-    /// measure the derivative rather than the kinks inside a step.
+    /// whose activations sit away from the kinks of ReLU-like units (the finite differences hold
+    /// every kink on the check point's side, but a point on or next to many kinks still makes
+    /// them less accurate; see ``GradcheckPoint``).
     public var prepareState: @Sendable (any Module, inout ModelState) -> Void
 
     public init(configure: @escaping @Sendable (inout Configuration) -> Void = { _ in }, inputSize: (height: Int, width: Int) = (8, 8),

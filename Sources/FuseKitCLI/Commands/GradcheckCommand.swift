@@ -7,13 +7,16 @@ struct GradcheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gradcheck",
         abstract: "Check the gradients of every registered plugin (or one) and of a tiny meta step against finite differences.",
-        discussion: "Prints the worst relative errors; exits with status 1 when a check fails. Plugin authors run this on new targets.")
+        discussion: "Prints the worst relative errors and how many units crossed a kink within a finite-difference step (their kinks are held on the check point's side); exits with status 1 when a check fails. Plugin authors run this on new targets.")
 
     @Option(help: "Check only this plugin.")
     var plugin: String?
 
     @Option(help: "Task plugin of the hypergradient check (default: the registry's small task net).")
     var task: String?
+
+    @Option(help: "Seed of the plugin checks' random directions and cotangents (default: \(PluginGradcheck.defaultDirectionSeed)).")
+    var seed: UInt64 = PluginGradcheck.defaultDirectionSeed
 
     func validate() throws {
         let registry = CommandContext.registry
@@ -35,11 +38,11 @@ struct GradcheckCommand: ParsableCommand {
         var failed = false
         for d in descriptors {
             let started = Date()
-            let report = PluginGradcheck.check(d)
+            let report = PluginGradcheck.check(d, directionSeed: seed)
             failed = failed || !report.passed
-            print(String(format: "%@ %-18@ %-15@ worst relative error %.2e (vjp %.2e, jvp %.2e, identity %.2e)  %.1fs",
+            print(String(format: "%@ %-18@ %-15@ worst relative error %.2e (vjp %.2e, jvp %.2e, identity %.2e; %d kink crossings held)  %.1fs",
                          report.passed ? "ok  " : "FAIL", d.name as NSString, d.kind.rawValue as NSString, report.worstError,
-                         report.vjpError, report.jvpError, report.identityError, Date().timeIntervalSince(started)))
+                         report.vjpError, report.jvpError, report.identityError, report.kinkCrossings, Date().timeIntervalSince(started)))
             for f in report.failures { print("      " + f) }
         }
         // The hypergradient of a tiny meta step, with the checked plugin in its role and the

@@ -107,6 +107,7 @@ extension Tensor {
 
     /// Elementwise maximum; on ties the gradient is split equally, as in PyTorch.
     public static func maximum(_ a: Tensor, _ b: Tensor) -> Tensor {
+        if KinkPattern.isActive { return select(KinkPattern.decision { zipRaw(a, b, Fn.MaxShareA.self, op: "maximum") }, a, b) }
         let y = zipRaw(a, b, Fn.Maximum.self, op: "maximum")
         let shareA = zipRaw(a, b, Fn.MaxShareA.self, op: "maximum")
         return y.recorded(op: "maximum", inputs: [a, b], pullback: { g, _, need in
@@ -117,6 +118,7 @@ extension Tensor {
 
     /// Elementwise minimum; on ties the gradient is split equally, as in PyTorch.
     public static func minimum(_ a: Tensor, _ b: Tensor) -> Tensor {
+        if KinkPattern.isActive { return select(KinkPattern.decision { zipRaw(a, b, Fn.MinShareA.self, op: "minimum") }, a, b) }
         let y = zipRaw(a, b, Fn.Minimum.self, op: "minimum")
         let shareA = zipRaw(a, b, Fn.MinShareA.self, op: "minimum")
         return y.recorded(op: "minimum", inputs: [a, b], pullback: { g, _, need in
@@ -155,6 +157,14 @@ extension Tensor {
     /// Values limited to `[lower, upper]`; the gradient passes where lower <= x <= upper.
     public func clamped(min lower: Float = -.infinity, max upper: Float = .infinity) -> Tensor {
         let p = SIMD4<Float>(lower, upper, 0, 0)
+        if KinkPattern.isActive {
+            // 0 below the range, 1 in it, 2 above.
+            let region = KinkPattern.decision {
+                Tensor.mapRaw(self.detached(), p, Fn.InRange.self) + Tensor.zipRaw(self.detached(), Tensor(upper), Fn.Greater.self, op: "clamp") * 2
+            }
+            let outside = Tensor.select(Tensor.zipRaw(region, Tensor(2), Fn.Equal.self, op: "clamp"), Tensor(upper), Tensor(lower))
+            return Tensor.select(Tensor.zipRaw(region, Tensor(1), Fn.Equal.self, op: "clamp"), self, outside)
+        }
         let y = Tensor.mapRaw(self, p, Fn.Clamp.self)
         let x = self
         return y.recorded(op: "clamp", inputs: [x], pullback: { g, _, _ in
@@ -164,12 +174,12 @@ extension Tensor {
 
     // MARK: comparisons (not differentiable; 1 where true, 0 elsewhere)
 
-    public func greater(_ other: Tensor) -> Tensor { Tensor.zipRaw(self, other, Fn.Greater.self, op: "greater") }
-    public func greaterEqual(_ other: Tensor) -> Tensor { Tensor.zipRaw(self, other, Fn.GreaterEqual.self, op: "greaterEqual") }
-    public func less(_ other: Tensor) -> Tensor { Tensor.zipRaw(self, other, Fn.Less.self, op: "less") }
-    public func lessEqual(_ other: Tensor) -> Tensor { Tensor.zipRaw(self, other, Fn.LessEqual.self, op: "lessEqual") }
-    public func equal(_ other: Tensor) -> Tensor { Tensor.zipRaw(self, other, Fn.Equal.self, op: "equal") }
-    public func notEqual(_ other: Tensor) -> Tensor { Tensor.zipRaw(self, other, Fn.NotEqual.self, op: "notEqual") }
+    public func greater(_ other: Tensor) -> Tensor { KinkPattern.decision { Tensor.zipRaw(self, other, Fn.Greater.self, op: "greater") } }
+    public func greaterEqual(_ other: Tensor) -> Tensor { KinkPattern.decision { Tensor.zipRaw(self, other, Fn.GreaterEqual.self, op: "greaterEqual") } }
+    public func less(_ other: Tensor) -> Tensor { KinkPattern.decision { Tensor.zipRaw(self, other, Fn.Less.self, op: "less") } }
+    public func lessEqual(_ other: Tensor) -> Tensor { KinkPattern.decision { Tensor.zipRaw(self, other, Fn.LessEqual.self, op: "lessEqual") } }
+    public func equal(_ other: Tensor) -> Tensor { KinkPattern.decision { Tensor.zipRaw(self, other, Fn.Equal.self, op: "equal") } }
+    public func notEqual(_ other: Tensor) -> Tensor { KinkPattern.decision { Tensor.zipRaw(self, other, Fn.NotEqual.self, op: "notEqual") } }
     public func greater(_ value: Float) -> Tensor { greater(Tensor(value)) }
     public func greaterEqual(_ value: Float) -> Tensor { greaterEqual(Tensor(value)) }
     public func less(_ value: Float) -> Tensor { less(Tensor(value)) }

@@ -95,8 +95,11 @@ extension Tensor {
     /// 2-D max pooling over NCHW (first maximum on ties, as PyTorch).
     public func maxPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0), ceilMode: Bool = false) -> Tensor {
         let g = poolGeometry(kernel, stride ?? kernel, padding, ceilMode, op: "maxPool2d")
-        var flat = [Int](repeating: 0, count: g.planes * g.outHeight * g.outWidth)
-        flat.withUnsafeMutableBufferPointer { Kernels.maxPoolIndices(pointer, g, $0.baseAddress!) }
+        let flat = KinkPattern.decision { () -> [Int] in
+            var flat = [Int](repeating: 0, count: g.planes * g.outHeight * g.outWidth)
+            flat.withUnsafeMutableBufferPointer { Kernels.maxPoolIndices(pointer, g, $0.baseAddress!) }
+            return flat
+        }
         return gatherFlat(IndexBuffer(flat), shape: [shape[0], shape[1], g.outHeight, g.outWidth])
     }
 

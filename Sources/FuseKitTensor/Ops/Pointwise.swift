@@ -36,21 +36,26 @@ extension Tensor {
 
     /// |x|; the gradient at 0 is 0, as in PyTorch.
     public func abs() -> Tensor {
-        Tensor.mapRaw(self, Fn.Abs.self).recordedElementwise("abs", of: self) { x, _ in x.sign() }
+        if KinkPattern.isActive { return self * sign() }
+        return Tensor.mapRaw(self, Fn.Abs.self).recordedElementwise("abs", of: self) { x, _ in x.sign() }
     }
 
     /// -1, 0 or 1 (not differentiable).
-    public func sign() -> Tensor { Tensor.mapRaw(self.detached(), Fn.Sign.self) }
+    public func sign() -> Tensor { KinkPattern.decision { Tensor.mapRaw(self.detached(), Fn.Sign.self) } }
 
     /// max(x, 0); the gradient at 0 is 0.
     public func relu() -> Tensor {
-        Tensor.mapRaw(self, Fn.Relu.self).recordedElementwise("relu", of: self) { x, _ in
+        if KinkPattern.isActive { return Tensor.masked(self, KinkPattern.decision { Tensor.mapRaw(self.detached(), Fn.PositiveMask.self) }) }
+        return Tensor.mapRaw(self, Fn.Relu.self).recordedElementwise("relu", of: self) { x, _ in
             Tensor.mapRaw(x.detached(), Fn.PositiveMask.self)
         }
     }
 
     /// x for x > 0, slope * x otherwise.
     public func leakyRelu(slope: Float = 0.01) -> Tensor {
+        if KinkPattern.isActive {
+            return Tensor.select(KinkPattern.decision { Tensor.mapRaw(self.detached(), Fn.PositiveMask.self) }, self, self * slope)
+        }
         let p = SIMD4<Float>(slope, 0, 0, 0)
         return Tensor.mapRaw(self, p, Fn.LeakyRelu.self).recordedElementwise("leakyRelu", of: self) { x, _ in
             Tensor.mapRaw(x.detached(), p, Fn.LeakyReluSlope.self)

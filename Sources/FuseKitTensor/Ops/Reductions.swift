@@ -73,15 +73,26 @@ extension Tensor {
         let ax = normalizedAxes(axes, op: kind == .max ? "max" : "min")
         let kept = keptShape(ax)
         let outShape = keepDims ? kept : shape.enumerated().filter { !ax.contains($0.offset) }.map(\.element)
+        if KinkPattern.isActive {
+            let share = KinkPattern.decision { extremumShare(ax, reduceRaw(ax, kind: kind)) }
+            return (Tensor.masked(self, share) * share).sum(axes: ax, keepDims: keepDims)
+        }
         let raw = reduceRaw(ax, kind: kind)
-        // Share of each element in the gradient: 1/ties at the extrema, 0 elsewhere.
-        let hits = withoutGradient { self.detached().equal(raw) }
-        let share = withoutGradient { hits / hits.sum(axes: ax, keepDims: true) }
+        let share = extremumShare(ax, raw)
         let y = raw.reshapedRaw(outShape)
         let original = shape
         return y.recorded(op: kind == .max ? "max" : "min", inputs: [self], pullback: { g, _, _ in
             [g.reshaped(kept).expanded(to: original) * share]
         }, tangent: { t, _ in t[0].map { ($0 * share).sum(axes: ax, keepDims: keepDims) } })
+    }
+
+    /// Share of each element in the gradient of an extremum `raw` over `axes`: 1/ties at the
+    /// extrema, 0 elsewhere.
+    private func extremumShare(_ axes: [Int], _ raw: Tensor) -> Tensor {
+        withoutGradient {
+            let hits = Tensor.zipRaw(self.detached(), raw, Fn.Equal.self, op: "extremum")
+            return hits / hits.sum(axes: axes, keepDims: true)
+        }
     }
 
     /// Variance over `axes` with `correction` (0: biased, as LayerNorm; 1: unbiased).
@@ -94,6 +105,10 @@ extension Tensor {
 
     /// Index of the maximum along `axis` (as Float values; not differentiable).
     public func argmax(axis: Int, keepDims: Bool = false) -> Tensor {
+        KinkPattern.decision { argmaxRaw(axis: axis, keepDims: keepDims) }
+    }
+
+    private func argmaxRaw(axis: Int, keepDims: Bool) -> Tensor {
         let a = Shape.normalizeAxis(axis, rank: rank, shape: shape, op: "argmax").orDie()
         let (outer, dim, inner) = splitSizes(a)
         var outShape = shape

@@ -8,7 +8,10 @@
 /// ```
 ///
 /// The function is evaluated in Float32, so finite differences are accurate to about 1e-4 of the
-/// output's scale; choose inputs away from kinks (ReLU at 0, ties in max) and smooth scales.
+/// output's scale. They hold the check point's side of every kink (``KinkPattern``), so a step
+/// that crosses a ReLU's or a maximum's kink does not spoil them; the report counts such
+/// crossings. The check point itself should still lie off the kinks (no ReLU input exactly 0, no
+/// ties in a max), where the derivative is one-sided.
 public enum GradientCheck {
     /// Tolerances and sampling.
     public struct Options: Sendable {
@@ -30,6 +33,9 @@ public enum GradientCheck {
         /// Whether to check forward mode too. Turn it off for functions that take gradients
         /// inside (a virtual optimisation step): forward over reverse is not supported.
         public var checksForwardMode: Bool = true
+        /// Whether finite differences hold the check point's side of every kink (see
+        /// ``KinkPattern``); without it they are of the function itself.
+        public var holdsKinks: Bool = true
 
         public init() {}
     }
@@ -50,10 +56,14 @@ public enum GradientCheck {
         public var passed: Bool = true
         /// The failed comparisons, for the message.
         public var failures: [String] = []
+        /// The most elements that were on the other side of a kink than at the check point in one
+        /// finite-difference evaluation (held on the check point's side when ``Options/holdsKinks``).
+        public var kinkCrossings: Int = 0
 
         public var description: String {
             let status = passed ? "ok" : "FAILED"
-            var s = "\(name): \(status) (vjp \(format(vjpError)), jvp \(format(jvpError)), identity \(format(identityError)))"
+            let crossings = kinkCrossings == 0 ? "" : ", \(kinkCrossings) kink crossings held"
+            var s = "\(name): \(status) (vjp \(format(vjpError)), jvp \(format(jvpError)), identity \(format(identityError))\(crossings))"
             for f in failures { s += "\n  " + f }
             return s
         }
@@ -113,7 +123,25 @@ public enum GradientCheck {
         var rng = RandomGenerator(seed: options.seed)
         let active = (0..<inputs.count).filter { options.differentiableInputs?.contains($0) ?? true }
         let base = inputs.map { $0.detached() }
-        let y0 = withoutGradient { f(base) }
+        let (y0, pattern) = KinkPattern.recording { withoutGradient { f(base) } }
+        // f near the check point, with its kinks held on the check point's side.
+        func evaluate(_ xs: [Tensor]) -> Tensor {
+            guard options.holdsKinks else { return withoutGradient { f(xs) } }
+            let held = pattern.holding { withoutGradient { f(xs) } }
+            report.kinkCrossings = Swift.max(report.kinkCrossings, held.crossings)
+            if let divergence = held.divergence {
+                report.failures.append("the kinks cannot be held: \(divergence)")
+            }
+            return held.value
+        }
+        if options.holdsKinks {
+            let reproduced = evaluate(base)
+            let scale = y0.withUnsafeBufferPointer { $0.reduce(Float(0)) { Swift.max($0, Swift.abs($1)) } }
+            let gap = zip(reproduced.scalars, y0.scalars).reduce(Float(0)) { Swift.max($0, Swift.abs($1.0 - $1.1)) }
+            if !(gap <= 1e-6 * Swift.max(scale, 1)) {
+                report.failures.append("holding the kinks changes f at the check point by \(gap)")
+            }
+        }
 
         for trial in 0..<options.trials {
             let u = randomLike(y0, &rng)
@@ -134,7 +162,7 @@ public enum GradientCheck {
 
             // Central differences.
             let eps = options.epsilon
-            func at(_ t: Float) -> Tensor { withoutGradient { f(zip(base, directions).map { $0 + $1 * t }) } }
+            func at(_ t: Float) -> Tensor { evaluate(zip(base, directions).map { $0 + $1 * t }) }
             let (plus, minus, plusHalf, minusHalf) = (at(eps), at(-eps), at(eps / 2), at(-eps / 2))
             // Richardson-extrapolated central differences, elementwise and projected on u.
             let fdVector = withoutGradient {
