@@ -107,9 +107,9 @@ extension Tensor {
 
     /// Elementwise maximum; on ties the gradient is split equally, as in PyTorch.
     public static func maximum(_ a: Tensor, _ b: Tensor) -> Tensor {
-        if KinkPattern.isActive { return select(KinkPattern.decision { zipRaw(a, b, Fn.MaxShareA.self, op: "maximum") }, a, b) }
+        let shareA = KinkPattern.decision { zipRaw(a, b, Fn.MaxShareA.self, op: "maximum") }
+        if KinkPattern.isActive { return select(shareA, a, b) }
         let y = zipRaw(a, b, Fn.Maximum.self, op: "maximum")
-        let shareA = zipRaw(a, b, Fn.MaxShareA.self, op: "maximum")
         return y.recorded(op: "maximum", inputs: [a, b], pullback: { g, _, need in
             [need[0] ? (g * shareA).summed(toShape: a.shape) : nil,
              need[1] ? (g * (1 - shareA)).summed(toShape: b.shape) : nil]
@@ -118,9 +118,9 @@ extension Tensor {
 
     /// Elementwise minimum; on ties the gradient is split equally, as in PyTorch.
     public static func minimum(_ a: Tensor, _ b: Tensor) -> Tensor {
-        if KinkPattern.isActive { return select(KinkPattern.decision { zipRaw(a, b, Fn.MinShareA.self, op: "minimum") }, a, b) }
+        let shareA = KinkPattern.decision { zipRaw(a, b, Fn.MinShareA.self, op: "minimum") }
+        if KinkPattern.isActive { return select(shareA, a, b) }
         let y = zipRaw(a, b, Fn.Minimum.self, op: "minimum")
-        let shareA = zipRaw(a, b, Fn.MinShareA.self, op: "minimum")
         return y.recorded(op: "minimum", inputs: [a, b], pullback: { g, _, need in
             [need[0] ? (g * shareA).summed(toShape: a.shape) : nil,
              need[1] ? (g * (1 - shareA)).summed(toShape: b.shape) : nil]

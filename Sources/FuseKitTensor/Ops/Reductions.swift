@@ -73,26 +73,20 @@ extension Tensor {
         let ax = normalizedAxes(axes, op: kind == .max ? "max" : "min")
         let kept = keptShape(ax)
         let outShape = keepDims ? kept : shape.enumerated().filter { !ax.contains($0.offset) }.map(\.element)
-        if KinkPattern.isActive {
-            let share = KinkPattern.decision { extremumShare(ax, reduceRaw(ax, kind: kind)) }
-            return (Tensor.masked(self, share) * share).sum(axes: ax, keepDims: keepDims)
-        }
         let raw = reduceRaw(ax, kind: kind)
-        let share = extremumShare(ax, raw)
+        // Share of each element in the gradient: 1/ties at the extrema, 0 elsewhere.
+        let share = KinkPattern.decision {
+            withoutGradient {
+                let hits = self.detached().equal(raw)
+                return hits / hits.sum(axes: ax, keepDims: true)
+            }
+        }
+        if KinkPattern.isActive { return (Tensor.masked(self, share) * share).sum(axes: ax, keepDims: keepDims) }
         let y = raw.reshapedRaw(outShape)
         let original = shape
         return y.recorded(op: kind == .max ? "max" : "min", inputs: [self], pullback: { g, _, _ in
             [g.reshaped(kept).expanded(to: original) * share]
         }, tangent: { t, _ in t[0].map { ($0 * share).sum(axes: ax, keepDims: keepDims) } })
-    }
-
-    /// Share of each element in the gradient of an extremum `raw` over `axes`: 1/ties at the
-    /// extrema, 0 elsewhere.
-    private func extremumShare(_ axes: [Int], _ raw: Tensor) -> Tensor {
-        withoutGradient {
-            let hits = Tensor.zipRaw(self.detached(), raw, Fn.Equal.self, op: "extremum")
-            return hits / hits.sum(axes: axes, keepDims: true)
-        }
     }
 
     /// Variance over `axes` with `correction` (0: biased, as LayerNorm; 1: unbiased).

@@ -123,10 +123,13 @@ public enum GradientCheck {
         var rng = RandomGenerator(seed: options.seed)
         let active = (0..<inputs.count).filter { options.differentiableInputs?.contains($0) ?? true }
         let base = inputs.map { $0.detached() }
-        let (y0, pattern) = KinkPattern.recording { withoutGradient { f(base) } }
+        let (y0, pattern): (Tensor, KinkPattern?) = options.holdsKinks
+            ? KinkPattern.recording { withoutGradient { f(base) } }
+            : (withoutGradient { f(base) }, nil)
+        let valueScale = y0.withUnsafeBufferPointer { $0.reduce(0.0) { Swift.max($0, Double(Swift.abs($1))) } }
         // f near the check point, with its kinks held on the check point's side.
         func evaluate(_ xs: [Tensor]) -> Tensor {
-            guard options.holdsKinks else { return withoutGradient { f(xs) } }
+            guard let pattern else { return withoutGradient { f(xs) } }
             let held = pattern.holding { withoutGradient { f(xs) } }
             report.kinkCrossings = Swift.max(report.kinkCrossings, held.crossings)
             if let divergence = held.divergence {
@@ -134,11 +137,10 @@ public enum GradientCheck {
             }
             return held.value
         }
-        if options.holdsKinks {
+        if pattern != nil {
             let reproduced = evaluate(base)
-            let scale = y0.withUnsafeBufferPointer { $0.reduce(Float(0)) { Swift.max($0, Swift.abs($1)) } }
-            let gap = zip(reproduced.scalars, y0.scalars).reduce(Float(0)) { Swift.max($0, Swift.abs($1.0 - $1.1)) }
-            if !(gap <= 1e-6 * Swift.max(scale, 1)) {
+            let gap = zip(reproduced.scalars, y0.scalars).reduce(0.0) { Swift.max($0, Double(Swift.abs($1.0 - $1.1))) }
+            if !(gap <= 1e-6 * Swift.max(valueScale, 1)) {
                 report.failures.append("holding the kinks changes f at the check point by \(gap)")
             }
         }
@@ -173,7 +175,6 @@ public enum GradientCheck {
 
             // Float32 evaluation limits what finite differences can resolve: about one rounding
             // error of the function's values per step, amplified by the difference quotient.
-            let valueScale = y0.withUnsafeBufferPointer { $0.reduce(0.0) { Swift.max($0, Double(Swift.abs($1))) } }
             // Rounding errors of the outputs are independent, so they add in quadrature.
             let projectedScale = zip(u.scalars, y0.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.0) * Double($1.1) * Double($1.1) }.squareRoot()
             let noise = 4 * Double(Float.ulpOfOne) / Double(eps)
