@@ -287,10 +287,23 @@ import Testing
     }
 
     /// What `fusekit gradcheck --plugin NAME` runs: the registered small configuration, VJP and JVP
-    /// of the loss against finite differences, every parameter and the input.
+    /// of the class logits against finite differences, every parameter and the input.
     @Test(arguments: ["segformer", "tiny-conv-seg"])
     func registeredGradientCheckPasses(_ name: String) throws {
         let report = PluginGradcheck.check(try Self.registry.descriptor(name, kind: .task))
+        print(report)
+        #expect(report.passed, "\(report)")
+    }
+
+    /// The rest of the nets' loss, which the registered check leaves out: their criterion on
+    /// quarter-size logits (SegFormer's), resized to the labels, with ignored pixels.
+    @Test func criterionOnQuarterSizeLogitsPassesItsGradientCheck() {
+        var rng = RandomGenerator(seed: 31)
+        let logits = Tensor.normal([2, 3, 4, 5], using: &rng)
+        let labels = Tensor(shape: [2, 16, 20], scalars: (0..<640).map { $0 % 11 == 0 ? 255 : Float(rng.nextInt(below: 3)) })
+        let criterion = SegFormer(SegFormerConfiguration()).criterion
+        #expect(criterion == TinyConvSegmenter(TinyConvSegmenterConfiguration()).criterion)
+        let report = GradientCheck.check("criterion", inputs: [logits]) { criterion(logits: $0[0], labels: labels) }
         print(report)
         #expect(report.passed, "\(report)")
     }
